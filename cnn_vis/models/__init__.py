@@ -1,0 +1,124 @@
+"""Model registry: name -> how to build it, its input size, classes and pretrained weights.
+
+Every model is a flax.linen module called as a pure function,
+`logits, acts = module.apply(variables, images, train=False)`, with images NHWC float32 in [0, 1]
+(the model normalises them itself) and `acts` mapping each documented layer name to its output.
+"""
+import dataclasses
+import functools
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_vis.errors import UserError, choose
+from cnn_vis.models import alexnet as _alexnet
+from cnn_vis.models import classes as _classes
+from cnn_vis.models import vgg as _vgg
+from cnn_vis.models.relu import RELU_MODES
+from cnn_vis.models.units import Unit, check_unit, parse_unit, unit_activation
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  name: str
+  build: Callable[..., nn.Module]
+  input_size: int
+  dataset: str                      # whose classes the logits index: imagenet, cifar10, fashion_mnist
+  channels: int = 3
+  resize: int | None = None         # reference preprocessing: shorter side to `resize`, centre crop
+  pretrained: str | None = None     # name of the converter in cnn_vis.pretrained
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    return _classes.names(self.dataset)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+  _REGISTRY[spec.name] = spec
+  return spec
+
+
+register(ModelSpec("alexnet", _alexnet.alexnet, 227, "imagenet", resize=256))
+register(ModelSpec("alexnet_torchvision", _alexnet.alexnet_torchvision, 224, "imagenet", resize=256,
+                   pretrained="torchvision_alexnet"))
+register(ModelSpec("alexnet_cifar", _alexnet.alexnet_cifar, 32, "cifar10"))
+register(ModelSpec("alexnet_fashion_mnist",
+                   functools.partial(_alexnet.alexnet_cifar, mean=(0.286,) * 3, std=(0.353,) * 3),
+                   32, "fashion_mnist"))
+register(ModelSpec("vgg16", _vgg.vgg16, 224, "imagenet", resize=256, pretrained="torchvision_vgg16"))
+register(ModelSpec("vgg19", _vgg.vgg19, 224, "imagenet", resize=256, pretrained="torchvision_vgg19"))
+
+
+def list_models() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+  choose("model", name, list_models())
+  return _REGISTRY[name]
+
+
+def build(name: str, relu_mode: str = "standard", **overrides) -> nn.Module:
+  """The named model's module with the given ReLU backward rule and attribute overrides."""
+  choose("relu_mode", relu_mode, RELU_MODES)
+  spec = get_spec(name)
+  try:
+    return spec.build(relu_mode=relu_mode, **overrides)
+  except TypeError as e:
+    raise UserError(f"model {name}: bad model option ({e})") from None
+
+
+def init_variables(name: str, module: nn.Module, seed: int = 0):
+  """Randomly initialised variables for `module` at the named model's input size."""
+  spec = get_spec(name)
+  dummy = jnp.zeros((1, spec.input_size, spec.input_size, 3), jnp.float32)
+  return jax.jit(functools.partial(module.init, train=False))(jax.random.PRNGKey(seed), dummy)
+
+
+def layer_shapes(module: nn.Module, variables, input_size: int) -> dict[str, tuple]:
+  """Activation shape of every named layer for one image of input_size (no computation)."""
+  dummy = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.float32)
+  _, acts = jax.eval_shape(lambda v, x: module.apply(v, x, train=False), variables, dummy)
+  return {name: tuple(a.shape) for name, a in acts.items()}
+
+
+def activations(module: nn.Module, variables, images, names: Sequence[str]) -> dict:
+  """Activations of the named layers (an unknown name is a UserError listing the known ones)."""
+  _, acts = module.apply(variables, images, train=False)
+  for name in names:
+    choose("layer", name, acts)
+  return {name: acts[name] for name in names}
+
+
+def resolve_unit(text_or_unit, module: nn.Module, variables, input_size: int) -> Unit:
+  """Parses and validates a unit against the model's layers."""
+  unit = text_or_unit if isinstance(text_or_unit, Unit) else parse_unit(text_or_unit)
+  return check_unit(unit, layer_shapes(module, variables, input_size))
+
+
+def load_model(name: str, *, checkpoint: str | None = None, pretrained: bool = False,
+               relu_mode: str = "standard", seed: int = 0, **overrides):
+  """(module, variables, spec): weights from a training checkpoint, pretrained import, or random."""
+  spec = get_spec(name)
+  module = build(name, relu_mode, **overrides)
+  if checkpoint:
+    from cnn_vis.train import checkpoint as ckpt  # pylint: disable=import-outside-toplevel
+    variables = ckpt.load_variables(checkpoint)
+  elif pretrained:
+    if spec.pretrained is None:
+      raise UserError(f"model {name} has no pretrained weights; models with them: "
+                      f"{', '.join(n for n in list_models() if _REGISTRY[n].pretrained)}")
+    from cnn_vis import pretrained as pre  # pylint: disable=import-outside-toplevel
+    variables = pre.load(spec.pretrained)
+  else:
+    variables = init_variables(name, module, seed)
+  return module, variables, spec
+
+
+__all__ = ["ModelSpec", "Unit", "activations", "build", "get_spec", "init_variables", "layer_shapes",
+           "list_models", "load_model", "parse_unit", "register", "resolve_unit", "unit_activation"]
