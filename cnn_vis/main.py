@@ -4,6 +4,7 @@ Overrides go as `--config.key=value`. Dispatches to `experiments.<config.experim
 A user mistake (cnn_vis.errors.UserError) prints `error: <message>` and exits with status 2.
 """
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -31,12 +32,20 @@ def run(config, workdir: str):
   return importlib.import_module(f"experiments.{name}").run(config, workdir)
 
 
+def _maybe_initialize_distributed():
+  """Multi-host runs: every host sets JAX_COORDINATOR_ADDRESS (launch.sh documents the rest)."""
+  if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    import jax  # pylint: disable=import-outside-toplevel
+    jax.distributed.initialize()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _CONFIG.value is None:
     print("error: no --config given; pass --config=configs/NAME.py", file=sys.stderr)
     sys.exit(2)
+  _maybe_initialize_distributed()
   try:
     run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:

@@ -30,3 +30,8 @@ def get_config(arg=None):
     config.model_kwargs = ml_collections.ConfigDict({"width": 0.125, "fc_width": 32})
     config.images = "skimage:chelsea,skimage:coffee"
   return config
+
+
+def get_sweep():
+  """Every registered ImageNet model with published weights on the same images."""
+  return [{"model": name} for name in ("efficientnet_lite0", "alexnet_torchvision", "vgg16")]
