@@ -19,8 +19,11 @@ install() {
       >/dev/null || echo "warning: could not install Debian's dataset-fashion-mnist" >&2
   fi
   [ -x "$PY" ] || python3 -m venv .venv
-  "$PY" -m pip install -q --upgrade pip
-  "$PY" -m pip install -q -e ".[torch,test]"
+  if ! { "$PY" -m pip install --upgrade pip && "$PY" -m pip install -e ".[torch,test]"; } \
+      > .venv/install.log 2>&1; then
+    tail -30 .venv/install.log >&2; echo "error: install failed; see .venv/install.log" >&2; exit 1
+  fi
+  echo "installed into .venv ($("$PY" -c 'import jax, flax; print("jax", jax.__version__, "flax", flax.__version__)'))"
 }
 
 remote() {
