@@ -1,0 +1,142 @@
+"""PyTorch state dicts -> Flax variables for the registered models, strictly checked.
+
+Each converter names its target model and maps every Flax module path to the torch module prefix
+holding its weights. Leaves follow one rule for all models:
+  Conv kernel   <- weight, OIHW -> HWIO (depthwise: (C, 1, k, k) -> (k, k, 1, C))
+  Dense kernel  <- weight, (out, in) -> (in, out); fc6 needs no permutation because our models
+                   flatten in torch's C, H, W order (layers.flatten_chw)
+  bias          <- bias
+  BN scale/bias <- weight/bias (params); BN mean/var <- running_mean/running_var (batch_stats)
+The expected tree comes from the target module itself (jax.eval_shape of init), so a missing or
+extra key or any shape mismatch is a UserError naming the key; torch's `num_batches_tracked`
+counters are the only keys deliberately dropped.
+"""
+import dataclasses
+import functools
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_vis.errors import UserError, choose
+from cnn_vis.models import vgg as _vgg
+
+ModulePath = tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Converter:
+  model: str                         # registry name of the target model
+  prefix: Callable[[ModulePath], str]     # Flax module path -> torch module prefix
+
+
+def _table(table: Mapping[str, str]) -> Callable[[ModulePath], str]:
+  return lambda path: table[path[0]]
+
+
+ALEXNET = {"conv1": "features.0", "conv2": "features.3", "conv3": "features.6",
+           "conv4": "features.8", "conv5": "features.10", "fc6": "classifier.1",
+           "fc7": "classifier.4", "fc8": "classifier.6"}
+
+
+def vgg_table(blocks) -> dict[str, str]:
+  """torchvision VGG `features` indices: Conv2d, ReLU per conv and one MaxPool2d per block."""
+  table, index = {}, 0
+  for b, widths in enumerate(blocks, start=1):
+    for i in range(1, len(widths) + 1):
+      table[f"conv{b}_{i}"] = f"features.{index}"
+      index += 2
+    index += 1
+  table.update(fc6="classifier.0", fc7="classifier.3", fc8="classifier.6")
+  return table
+
+
+_EFFICIENTNET_TOP = {("stem", "conv"): "_conv_stem", ("stem", "bn"): "_bn0",
+                     ("head", "conv"): "_conv_head", ("head", "bn"): "_bn1", ("fc",): "_fc"}
+_EFFICIENTNET_BLOCK = {("expand", "conv"): "_expand_conv", ("expand", "bn"): "_bn0",
+                       ("depthwise", "conv"): "_depthwise_conv", ("depthwise", "bn"): "_bn1",
+                       ("project", "conv"): "_project_conv", ("project", "bn"): "_bn2"}
+
+
+def efficientnet_prefix(path: ModulePath) -> str:
+  """efficientnet-lite-pytorch names: block{i} is `_blocks.{i-1}`."""
+  if path[0].startswith("block"):
+    return f"_blocks.{int(path[0][len('block'):]) - 1}.{_EFFICIENTNET_BLOCK[path[1:]]}"
+  return _EFFICIENTNET_TOP[path]
+
+
+CONVERTERS = {
+    "torchvision_alexnet": Converter("alexnet_torchvision", _table(ALEXNET)),
+    "torchvision_vgg16": Converter("vgg16", _table(vgg_table(_vgg.VGG16_BLOCKS))),
+    "torchvision_vgg19": Converter("vgg19", _table(vgg_table(_vgg.VGG19_BLOCKS))),
+    "efficientnet_lite0": Converter("efficientnet_lite0", efficientnet_prefix),
+}
+
+# Flax leaf name -> (torch parameter suffix) per collection.
+_LEAVES = {("params", "kernel"): "weight", ("params", "bias"): "bias",
+           ("params", "scale"): "weight", ("batch_stats", "mean"): "running_mean",
+           ("batch_stats", "var"): "running_var"}
+_DROPPED_SUFFIXES = (".num_batches_tracked",)
+
+
+@functools.cache
+def expected_shapes(model: str) -> dict[tuple[str, ...], tuple[int, ...]]:
+  """{(collection, *module_path, leaf): shape} of the registered model's variables."""
+  from cnn_vis import models  # pylint: disable=import-outside-toplevel  # models import us lazily
+  spec = models.get_spec(model)
+  module = models.build(model)
+  dummy = jnp.zeros((1, spec.input_size, spec.input_size, spec.channels), jnp.float32)
+  shapes = jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0), dummy)
+  flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
+  return {tuple(k.key for k in path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def _torch_layout(leaf: str, array: np.ndarray) -> np.ndarray:
+  if leaf == "kernel" and array.ndim == 4:
+    return np.transpose(array, (2, 3, 1, 0))
+  if leaf == "kernel" and array.ndim == 2:
+    return array.T
+  return array
+
+
+def _torch_shape(leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+  """The torch shape that converts to a Flax leaf of `shape` (for error messages)."""
+  if leaf == "kernel" and len(shape) == 4:
+    return (shape[3], shape[2], shape[0], shape[1])
+  if leaf == "kernel" and len(shape) == 2:
+    return (shape[1], shape[0])
+  return shape
+
+
+def _unflatten(flat: Mapping[tuple[str, ...], np.ndarray]) -> dict:
+  tree: dict = {}
+  for path, value in flat.items():
+    node = tree
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = value
+  return tree
+
+
+def convert(name: str, state_dict: Mapping[str, np.ndarray]) -> dict:
+  """Flax variables ({"params": ..., ["batch_stats": ...]}, numpy leaves) from a torch state dict."""
+  choose("pretrained converter", name, CONVERTERS)
+  converter = CONVERTERS[name]
+  flat, used = {}, set()
+  for path, shape in expected_shapes(converter.model).items():
+    collection, modules, leaf = path[0], path[1:-1], path[-1]
+    key = f"{converter.prefix(modules)}.{_LEAVES[collection, leaf]}"
+    if key not in state_dict:
+      raise UserError(f"{name}: checkpoint lacks key {key!r} (for {'/'.join(path)})")
+    value = _torch_layout(leaf, np.asarray(state_dict[key]))
+    if value.shape != shape:
+      raise UserError(f"{name}: checkpoint key {key!r} has shape {tuple(state_dict[key].shape)}, "
+                      f"expected {_torch_shape(leaf, shape)} (for {'/'.join(path)})")
+    flat[path] = np.ascontiguousarray(value, dtype=np.float32)
+    used.add(key)
+  extra = sorted(k for k in state_dict if k not in used and not k.endswith(_DROPPED_SUFFIXES))
+  if extra:
+    raise UserError(f"{name}: checkpoint has unexpected key(s) {', '.join(map(repr, extra[:5]))}"
+                    f"{' ...' if len(extra) > 5 else ''}; is it the right model's checkpoint?")
+  return _unflatten(flat)
