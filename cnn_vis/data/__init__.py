@@ -1,0 +1,58 @@
+"""Training and evaluation data: tensorflow-datasets pipelines that work offline.
+
+    batches = cnn_vis.data.load("cifar10_jpeg", "train", batch_size=128, train=True, seed=0)
+    batch = next(batches)   # {"image": float32 (B, 32, 32, 3) in [0, 1], "label": int32 (B,)}
+
+Datasets (`DATASETS`): `imagenet2012` (tfds, from the ILSVRC2012 tars in a manual dir),
+`cifar10` (tfds, when already prepared or its archive is in the manual dir), `cifar10_jpeg`
+(the shared CIFAR-10 JPEG archive, extracted once into the cache), `fashion_mnist` (tfds, from
+Debian's dataset-fashion-mnist files, padded to 32x32x3) and `image_folder` (any
+split/class/*.jpg folder, given as manual_dir). Everything is prepared once under
+$CNN_VIS_CACHE (default ~/.cache/cnn_vis); see cnn_vis/data/sources.py.
+
+TensorFlow is imported only inside `load` and `info`: importing it before torchvision crashes the
+interpreter, so importing this package must stay free of it. Augmentation runs on device, in JAX:
+cnn_vis/data/augment.py.
+"""
+import dataclasses
+from typing import Iterator, Mapping
+
+from cnn_vis.errors import choose
+
+DATASETS = ("cifar10", "cifar10_jpeg", "fashion_mnist", "image_folder", "imagenet2012")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What a model and a training loop need to know about a dataset."""
+  num_classes: int
+  num_examples: Mapping[str, int]  # split name -> number of examples
+  image_size: int  # the side of the square images `load` yields (without image_size=)
+  class_names: tuple[str, ...]
+
+
+def info(name: str, *, data_dir=None, manual_dir=None, image_size=None) -> DatasetInfo:
+  """Classes, split sizes and image size of dataset `name`, preparing it first if needed."""
+  choose("dataset", name, DATASETS)
+  from cnn_vis.data import pipeline  # pylint: disable=import-outside-toplevel
+  return pipeline.info(name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size)
+
+
+def load(name: str, split: str, *, batch_size: int, train: bool, seed: int = 0, data_dir=None,
+         manual_dir=None, image_size=None, process_index=None,
+         process_count=None) -> Iterator[dict]:
+  """Numpy batches of this host's shard of `split` (tfds split syntax, e.g. "train[:90%]").
+
+  batch_size is the GLOBAL batch; each of the jax.process_count() hosts gets batch_size /
+  process_count examples of its own disjoint shard. train=True: shuffled (deterministic given
+  seed), repeated forever, last partial batch dropped; yields {"image", "label"}. train=False:
+  one pass in order over the whole shard, the last batch padded and {"mask"} marking real
+  examples, so every example counts exactly once. Images are float32 NHWC in [0, 1], resized
+  (shorter side) and centre-cropped to image_size when given; labels int32.
+  process_index/process_count override jax's (for tests and tools).
+  """
+  choose("dataset", name, DATASETS)
+  from cnn_vis.data import pipeline  # pylint: disable=import-outside-toplevel
+  return pipeline.load(name, split, batch_size=batch_size, train=train, seed=seed,
+                       data_dir=data_dir, manual_dir=manual_dir, image_size=image_size,
+                       process_index=process_index, process_count=process_count)
