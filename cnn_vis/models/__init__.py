@@ -108,10 +108,12 @@ def load_model(name: str, *, checkpoint: str | None = None, pretrained: bool = F
                relu_mode: str = "standard", seed: int = 0, **overrides):
   """(module, variables, spec): weights from a training checkpoint, pretrained import, or random."""
   spec = get_spec(name)
+  if checkpoint:  # the options the network was trained with, unless given (then they must agree)
+    from cnn_vis.train import checkpoint as ckpt  # pylint: disable=import-outside-toplevel
+    overrides = ckpt.model_kwargs(checkpoint, name, overrides)
   module = build(name, relu_mode, **overrides)
   if checkpoint:
-    from cnn_vis.train import checkpoint as ckpt  # pylint: disable=import-outside-toplevel
-    variables = ckpt.load_variables(checkpoint)
+    variables = ckpt.load_variables(checkpoint, model=name, model_kwargs=overrides)
   elif pretrained:
     if spec.pretrained is None:
       raise UserError(f"model {name} has no pretrained weights; models with them: "

@@ -1,0 +1,167 @@
+"""Rendering many units at once: one vmapped call vs sequential calls vs a PyTorch loop.
+
+  /work/venv/bin/python benchmarks/optimize.py                       # 64 units, 128 px, 256 steps
+  /work/venv/bin/python benchmarks/optimize.py --steps=64 --sequential_units=16
+
+Task: activation maximisation of `--units` channels of torchvision-layout AlexNet's conv5 (centre
+position), each its own image of --size x --size pixels, Adam lr 0.05 for --steps steps from the
+mean pixel + 0.1 N(0, 1), no transforms or regularisers, so all three implementations do the
+same arithmetic on the same random weights (torchvision's init, converted to Flax with
+cnn_vis.pretrained.convert):
+- ours, vmapped: cnn_vis.techniques.optimize.render, all units in ONE compiled call;
+- ours, sequential: the same compiled function called once per unit (--sequential_units of
+  them, timed and scaled to --units);
+- reference: a PyTorch loop (torch.optim.Adam) over a batch holding every unit's image, the
+  usual PyTorch way (one unit per batch element, summed objectives).
+Compile time is reported apart from run time. Ratios > 1 mean ours is faster; the last line is
+one JSON object.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import torch  # before anything that may import TensorFlow
+import torchvision
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from cnn_vis import models  # noqa: E402  pylint: disable=wrong-import-position
+from cnn_vis.models.layers import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402  pylint: disable=C0413
+from cnn_vis.pretrained import convert  # noqa: E402  pylint: disable=wrong-import-position
+from cnn_vis.techniques import optimize  # noqa: E402  pylint: disable=wrong-import-position
+
+LAYER = "conv5"
+TORCH_CONV5_RELU = 12    # torchvision alexnet.features[:12] ends with conv5's ReLU
+
+
+@dataclasses.dataclass(frozen=True)
+class CentreUnit:
+  """Loss -a[centre, channel] of conv5."""
+
+  def __call__(self, logits, acts, setting):
+    a = acts[LAYER][0]
+    return -a[a.shape[0] // 2, a.shape[1] // 2, setting["channel"]]
+
+
+def torch_render(net, init: np.ndarray, channels: np.ndarray, steps: int, lr: float):
+  mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+  std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+  x = torch.tensor(init.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+  optimizer = torch.optim.Adam([x], lr=lr)
+  index = torch.arange(len(channels))
+  channels = torch.tensor(channels)
+  for _ in range(steps):
+    optimizer.zero_grad(set_to_none=True)
+    a = net((x - mean) / std)
+    centre = a[:, :, a.shape[2] // 2, a.shape[3] // 2]
+    loss = -centre[index, channels].sum()
+    loss.backward()
+    optimizer.step()
+  with torch.no_grad():
+    a = net((x - mean) / std)
+    reached = a[index, channels, a.shape[2] // 2, a.shape[3] // 2]
+  return x.detach().numpy().transpose(0, 2, 3, 1), reached.numpy()
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--units", type=int, default=64)
+  parser.add_argument("--size", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=256)
+  parser.add_argument("--lr", type=float, default=0.05)
+  parser.add_argument("--sequential_units", type=int, default=0,
+                      help="units actually run one by one (0: all); the time is scaled to --units")
+  args = parser.parse_args()
+  n, size, steps = args.units, args.size, args.steps
+  n_seq = args.sequential_units or n
+  torch.manual_seed(0)
+  torch_net = torchvision.models.alexnet(weights=None).eval()
+  state = {k: v.numpy() for k, v in torch_net.state_dict().items()}
+  variables = jax.tree_util.tree_map(jnp.asarray, convert("torchvision_alexnet", state))
+  module = models.build("alexnet_torchvision")
+  apply_fn = optimize.ModelFn(module)
+  features = torch_net.features[:TORCH_CONV5_RELU]
+  for p in features.parameters():
+    p.requires_grad_(False)
+
+  rng = np.random.RandomState(0)
+  init = (np.asarray(IMAGENET_MEAN, np.float32)
+          + 0.1 * rng.randn(n, size, size, 3)).astype(np.float32)
+  channels = np.arange(n, dtype=np.int32)
+  settings = optimize.stack_settings(n, channel=channels, lr=args.lr, init=init)
+  recipe = optimize.Recipe(size, size, phases=((steps, 1.0),), optimizer="adam")
+  keys = jax.random.split(jax.random.PRNGKey(0), n)
+  print(f"task: {n} units of alexnet_torchvision {LAYER} (random torchvision init), {size}x{size} "
+        f"px, {steps} Adam steps (lr {args.lr}); jax {jax.__version__} "
+        f"({jax.devices()[0].platform}), torch {torch.__version__}, {os.cpu_count()} CPUs",
+        flush=True)
+
+  # ours, one vmapped call
+  t = time.perf_counter()
+  compiled = optimize.render_jit.lower(apply_fn, CentreUnit(), recipe, variables, settings,
+                                       keys).compile()
+  compile_vmap = time.perf_counter() - t
+  t = time.perf_counter()
+  result = compiled(variables, settings, keys)
+  result.images.block_until_ready()
+  run_vmap = time.perf_counter() - t
+  print(f"ours vmapped:   compile {compile_vmap:.1f} s, run {run_vmap:.1f} s "
+        f"-> {n / run_vmap:.2f} units/s", flush=True)
+
+  # ours, one call per unit (one compiled function reused)
+  one = {k: v[:1] for k, v in settings.items()}
+  t = time.perf_counter()
+  compiled_one = optimize.render_jit.lower(apply_fn, CentreUnit(), recipe, variables, one,
+                                           keys[:1]).compile()
+  compile_seq = time.perf_counter() - t
+  t = time.perf_counter()
+  for i in range(n_seq):
+    out = compiled_one(variables, {k: v[i:i + 1] for k, v in settings.items()}, keys[i:i + 1])
+    out.images.block_until_ready()
+  run_seq = (time.perf_counter() - t) * n / n_seq
+  print(f"ours sequential: compile {compile_seq:.1f} s, run {run_seq:.1f} s "
+        f"({n_seq} of {n} units run, scaled) -> {n / run_seq:.2f} units/s", flush=True)
+
+  # PyTorch reference, batched loop (one warm-up step first: thread pools, allocator)
+  torch_render(features, init[:2], channels[:2], 1, args.lr)
+  t = time.perf_counter()
+  torch_images, torch_reached = torch_render(features, init, channels, steps, args.lr)
+  run_torch = time.perf_counter() - t
+  print(f"pytorch loop:   run {run_torch:.1f} s -> {n / run_torch:.2f} units/s", flush=True)
+
+  # the three do the same arithmetic: compare what they reached
+  _, acts = apply_fn(variables, result.images)
+  centre = acts[LAYER][:, acts[LAYER].shape[1] // 2, acts[LAYER].shape[2] // 2]
+  ours_reached = np.asarray(centre[np.arange(n), channels])
+  agreement = float(np.max(np.abs(ours_reached - torch_reached)) /
+                    max(float(np.abs(torch_reached).max()), 1e-6))
+  image_diff = float(np.max(np.abs(np.asarray(result.images) - torch_images)))
+  print(f"agreement: max |activation difference| / max activation {agreement:.2e}, max |pixel "
+        f"difference| {image_diff:.2e}; mean activation reached: ours {ours_reached.mean():.3f}, "
+        f"torch {torch_reached.mean():.3f}; units with a non-zero objective: "
+        f"{int((torch_reached > 0).sum())} of {n}", flush=True)
+  summary = {
+      "task": f"{n} units alexnet_torchvision {LAYER}, {size}px, {steps} adam steps",
+      "units": n, "size": size, "steps": steps, "sequential_units_run": n_seq,
+      "vmapped_compile_s": round(compile_vmap, 2), "vmapped_run_s": round(run_vmap, 2),
+      "sequential_compile_s": round(compile_seq, 2), "sequential_run_s": round(run_seq, 2),
+      "torch_run_s": round(run_torch, 2),
+      "vmapped_units_per_s": round(n / run_vmap, 3),
+      "sequential_units_per_s": round(n / run_seq, 3),
+      "torch_units_per_s": round(n / run_torch, 3),
+      "vmapped_vs_sequential_ratio": round(run_seq / run_vmap, 3),
+      "vmapped_vs_torch_ratio": round(run_torch / run_vmap, 3),
+      "vmapped_with_compile_vs_torch_ratio": round(run_torch / (run_vmap + compile_vmap), 3),
+      "max_relative_activation_difference": agreement,
+  }
+  print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+  main()

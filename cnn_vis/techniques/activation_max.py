@@ -1,0 +1,170 @@
+"""Activation maximisation with regularisers (Yosinski, Clune, Nguyen, Fuchs & Lipson 2015, §3).
+
+    x* = argmax_x a_i(x) + projections r_theta after every step
+
+for any unit a_i of any layer (a conv unit without a position means its centre position, as in
+the paper and the deep visualization toolbox). The four regularisers are the toolbox's
+projections, applied in its order (optimize.project): decay theta_decay, Gaussian blur of width
+theta_b_width every theta_b_every steps, zeroing pixels of small norm (theta_n_pct) and of small
+contribution (theta_c_pct), then clipping to the valid range.
+
+PRESETS 1-4 are Table 1 of the paper in its order (PAPERS.md §5; yosinski/deep-visualization-
+toolbox `doc/running-optimize-image.md`); preset 3 made most of the paper's images. Start:
+mean + N(0, 10) on 0..255 pixels. Conversion to our [0, 1] space (x01 = x255 / 255): decay, blur
+widths (pixels) and percentiles are unit-free; a constant rate lr_255 on 0..255 pixels is
+lr_255 / 255^2 here (the gradient scales by 255 and the step by 1/255), exact for networks fed
+0..255 mean-subtracted pixels (our `alexnet`); the `progress` policy's desired_prog is in
+objective units (unchanged) and its max_lr converts like lr. The paper's last-iteration skip of
+the update is not reproduced (one extra step of 500-1000).
+
+`olah17` is the later "feature visualization" recipe (Olah, Mordvintsev & Schubert 2017, Distill;
+lucid's `render_vis` defaults): a 1/f-scaled Fourier parameterisation in a decorrelated colour
+basis behind a sigmoid, transformation robustness (pad 12, jitter 8, scale 0.95-1.05, rotate
+-10..10 degrees, jitter 4; lucid `transform.standard_transforms`), Adam lr 0.05, 512 steps.
+"""
+import dataclasses
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_vis.errors import UserError, check, choose
+from cnn_vis.models.units import Unit, check_unit
+from cnn_vis.techniques import optimize
+
+_LR = 1.0 / 255 ** 2   # one unit of lr_255 in [0, 1] pixel space
+
+PRESETS = {
+    # Table 1 row 1: decay 0, blur 0.5 every 4, norm pct 50, contribution pct 0, 500 iterations,
+    # progress policy max_lr 100, desired_prog 2.
+    "1": dict(decay=0.0, blur_width=0.5, blur_every=4, norm_pct=50.0, contrib_pct=0.0, steps=500,
+              optimizer="progress", max_lr=100 * _LR, desired_prog=2.0),
+    # row 2: decay 0.3, no blur, norm pct 20, 750 iterations, constant lr 100.
+    "2": dict(decay=0.3, blur_width=0.0, blur_every=0, norm_pct=20.0, contrib_pct=0.0, steps=750,
+              optimizer="sgd", lr=100 * _LR),
+    # row 3 (most of the paper's images): decay 1e-4, blur 1.0 every 4, 1000 iterations, lr 100.
+    "3": dict(decay=1e-4, blur_width=1.0, blur_every=4, norm_pct=0.0, contrib_pct=0.0, steps=1000,
+              optimizer="sgd", lr=100 * _LR),
+    # row 4: blur 0.5 every 4, contribution pct 90, 1000 iterations, progress max_lr 1e8, prog 2.
+    "4": dict(decay=0.0, blur_width=0.5, blur_every=4, norm_pct=0.0, contrib_pct=90.0, steps=1000,
+              optimizer="progress", max_lr=1e8 * _LR, desired_prog=2.0),
+    "olah17": dict(param=optimize.Param("fourier", decorrelate=True, sigmoid=True, init_std=0.01),
+                   transforms=(("pad", 12), ("jitter", 8),
+                               ("scale", tuple(1 + (i - 5) / 50 for i in range(11))),
+                               ("rotate", tuple(range(-10, 11))), ("jitter", 4)),
+                   steps=512, optimizer="adam", lr=0.05),
+}
+YOSINSKI_INIT_STD = 10.0 / 255   # gradient_optimizer.py `mean_plus_rand`: N(0, 10) on 0..255
+PROJECTION_KEYS = ("decay", "blur_width", "blur_every", "norm_pct", "contrib_pct")
+
+
+def preset(name: str, **overrides) -> dict:
+  """A named preset's settings with overrides (unknown names are a one-line error)."""
+  choose("preset", str(name), PRESETS)
+  out = dict(PRESETS[str(name)])
+  allowed = set(out) | {"lr", "steps", "optimizer", "max_lr", "desired_prog"}
+  unknown = set(overrides) - allowed
+  check(not unknown, f"unknown preset overrides {sorted(unknown)}; allowed: {sorted(allowed)}")
+  out.update({k: v for k, v in overrides.items() if v is not None})
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitObjective:
+  """Loss -a: minus the activation of channel setting['channel'] of `layer`, at position
+  (setting['y'], setting['x']) for conv layers, or averaged over positions if spatial='mean'."""
+  layer: str
+  spatial: str = "center"
+
+  def __call__(self, logits, acts, setting):
+    del logits
+    a = acts[self.layer][0]
+    if a.ndim == 1:
+      return -a[setting["channel"]]
+    if self.spatial == "mean":
+      return -jnp.mean(a[..., setting["channel"]])
+    return -a[setting["y"], setting["x"], setting["channel"]]
+
+
+def layer_shapes(apply_fn, variables, height: int, width: int) -> dict:
+  _, acts = jax.eval_shape(apply_fn, variables, jax.ShapeDtypeStruct((1, height, width, 3),
+                                                                     jnp.float32))
+  return {k: tuple(v.shape) for k, v in acts.items()}
+
+
+def unit_positions(units, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(channel, y, x) arrays of units on one layer; positionless conv units get the centre."""
+  channel = np.array([u.channel for u in units], np.int32)
+  if len(shape) == 2:
+    return channel, np.zeros_like(channel), np.zeros_like(channel)
+  height, width = shape[1:3]
+  y = np.array([height // 2 if u.y is None else u.y for u in units], np.int32)
+  x = np.array([width // 2 if u.x is None else u.x for u in units], np.int32)
+  return channel, y, x
+
+
+def maximize(apply_fn, variables, units, *, size: int, center, key, preset_name: str = "3",
+             spatial: str = "center", chunk: int | None = None, **overrides) -> optimize.Result:
+  """Renders every unit (all on one layer) with a preset, in one compiled vmapped call.
+
+  units: Units (see cnn_vis.models.units); overrides: any preset value; hyperparameters
+  (lr, decay, blur_width, blur_every, norm_pct, contrib_pct, max_lr, desired_prog) may be (S,)
+  arrays, one per unit, for sweeps.
+  """
+  check(len(units) > 0, "no units to render")
+  choose("spatial reduction", spatial, ("center", "mean"))
+  shapes = layer_shapes(apply_fn, variables, size, size)
+  units = [check_unit(u if isinstance(u, Unit) else Unit(*u), shapes) for u in units]
+  layers = sorted({u.layer for u in units})
+  check(len(layers) == 1, f"units of one call must share a layer, got {', '.join(layers)}")
+  cfg = preset(preset_name, **overrides)
+  channel, y, x = unit_positions(units, shapes[layers[0]])
+  values = dict(channel=channel, y=y, x=x, center=center)
+  values.update({k: cfg[k] for k in ("lr", "max_lr", "desired_prog") + PROJECTION_KEYS if k in cfg})
+  settings = optimize.stack_settings(len(units), **values)
+  param = cfg.get("param", optimize.Param(init_std=YOSINSKI_INIT_STD))
+  recipe = optimize.Recipe(size, size, phases=((int(cfg["steps"]), 1.0),), param=param,
+                           transforms=optimize.check_transforms(cfg.get("transforms", ())),
+                           optimizer=cfg["optimizer"], clip=param.is_plain,
+                           blur_radius=optimize.max_blur_radius(cfg.get("blur_width", 0.0)))
+  try:
+    return optimize.render(apply_fn, variables, UnitObjective(layers[0], spatial), settings, key,
+                           recipe, chunk=chunk)
+  except optimize.DivergedError as e:
+    raise optimize.DivergedError(f"{e} (units {', '.join(map(str, units[:4]))}...)") from None
+
+
+def unit_values(apply_fn, variables, images, units, spatial: str = "center"):
+  """Each unit's activation on its own image (S,): the objective reached."""
+  _, acts = apply_fn(variables, images)
+  a = acts[units[0].layer]
+  channel, y, x = unit_positions(units, (1,) + a.shape[1:])
+  idx = jnp.arange(len(units))
+  if a.ndim == 2:
+    return a[idx, channel]
+  if spatial == "mean":
+    return jnp.mean(a, axis=(1, 2))[idx, channel]
+  return a[idx, y, x, channel]
+
+
+_UNIT_ITEM = re.compile(r"\s*([A-Za-z0-9_.]+):(-?\d+)(?:-(\d+))?(?:@(-?\d+),(-?\d+))?\s*(?:[,;]|$)")
+
+
+def parse_units(text: str) -> list[Unit]:
+  """'conv1:0-15', 'fc8:130,fc8:1' or 'conv5:17@6,6' -> Units (a range expands to channels)."""
+  text, units, pos = str(text), [], 0
+  while pos < len(text.rstrip()):
+    match = _UNIT_ITEM.match(text, pos)
+    if not match or match.end() == pos:
+      raise UserError(f"cannot parse units {text!r} at {text[pos:]!r}; write e.g. 'conv1:0-15', "
+                      "'fc8:130,fc8:1' or 'conv5:17@6,6'")
+    layer, first, last, y, x = match.groups()
+    last = first if last is None else last
+    check(int(first) <= int(last), f"unit range {match.group(0).strip(' ,;')!r} is empty")
+    for channel in range(int(first), int(last) + 1):
+      units.append(Unit(layer, channel, None if y is None else int(y),
+                        None if x is None else int(x)))
+    pos = match.end()
+  check(bool(units), f"no units in {text!r}; write e.g. 'conv1:0-15' or 'fc8:130'")
+  return units

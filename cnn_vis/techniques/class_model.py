@@ -1,0 +1,101 @@
+"""Class model visualisation (Simonyan, Vedaldi & Zisserman 2014, §2, eq. 1).
+
+    I* = argmax_I  S_c(I) - lambda ||I||^2
+
+S_c is the unnormalised (pre-softmax) class score and I the mean-subtracted image: the search
+starts from the zero image of that space, which in our [0, 1] pixel space is the model's mean
+pixel (`optimize.model_mean`); the mean is "added back" simply by displaying I in pixel space.
+
+The paper states neither lambda, nor the step rule, nor the number of iterations (PAPERS.md §4:
+"not found"). Our choices, in [0, 1] pixel space, tuned on EfficientNet-Lite0:
+- Adam, lr 0.02 (about 5/255 per step), 100 iterations. Plain gradient ascent (sgd, lr 1)
+  reaches the same probabilities but oscillates at higher rates; Adam is rate-robust across classes.
+- lambda 0.01: in the paper's 0..255 pixel units lambda_255 = 0.01 / 255^2 = 1.5e-7. At the end
+  of the default run (224 px, 100 steps, 10 classes) S_c is 25-39 and lambda ||I||^2 25-38:
+  the penalty balances the score rather than dominating it.
+- no transformation and no clipping, as in the paper. Without them the images are
+  alignment-specific: on EfficientNet-Lite0 (160 px, 50 sgd steps) all 10 test classes reach
+  p = 1.0, but only 4-5 of 10 stay top-1 after a random shift of up to 8 pixels. The experiment
+  config (configs/simonyan14_class_models.py) therefore adds jitter 16 (as CS231n's class
+  visualisation does) and clipping to [0, 1]; with them all 10 reach p > 0.9999 and stay top-1
+  after the shift (configs/simonyan14_class_models.py at 224 px; tests/test_class_model.py at
+  160 px, 60 steps).
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_vis.errors import check
+from cnn_vis.techniques import optimize
+
+DEFAULTS = dict(l2=0.01, lr=0.02, steps=100, optimizer="adam")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassScore:
+  """Loss -S_c: minus the pre-softmax score of the setting's `class_index`."""
+
+  def __call__(self, logits, acts, setting):
+    del acts
+    return -logits[0, setting["class_index"]]
+
+
+def num_classes(apply_fn, variables, size: int) -> int:
+  logits, _ = jax.eval_shape(apply_fn, variables, jax.ShapeDtypeStruct((1, size, size, 3),
+                                                                       jnp.float32))
+  return int(logits.shape[-1])
+
+
+def class_models(apply_fn, variables, classes, *, size: int, center, key, l2=DEFAULTS["l2"],
+                 lr=DEFAULTS["lr"], steps: int = DEFAULTS["steps"],
+                 optimizer: str = DEFAULTS["optimizer"], transforms=(), clip: bool = False,
+                 chunk: int | None = None) -> optimize.Result:
+  """One class model per entry of `classes` (S,), all in one compiled call.
+
+  l2 and lr: scalars or (S,) arrays (a lambda sweep is `classes` repeated with l2 varying).
+  center: the model's mean pixel (3,) in [0, 1], the zero image of the paper.
+  """
+  classes = np.atleast_1d(np.asarray(classes))
+  check(classes.ndim == 1 and classes.size > 0 and np.issubdtype(classes.dtype, np.integer),
+        f"classes must be a non-empty list of class indices, got {classes!r}")
+  n = num_classes(apply_fn, variables, size)
+  bad = [int(c) for c in classes if not 0 <= c < n]
+  check(not bad, f"class index {bad[0] if bad else ''} out of range; the model has classes "
+                 f"0..{n - 1}")
+  zero_image = jnp.broadcast_to(jnp.asarray(center, jnp.float32), (size, size, 3))
+  settings = optimize.stack_settings(len(classes), class_index=classes.astype(np.int32), l2=l2,
+                                     lr=lr, center=center, init=zero_image)
+  recipe = optimize.Recipe(size, size, phases=((int(steps), 1.0),), optimizer=optimizer,
+                           transforms=optimize.check_transforms(transforms), clip=clip)
+  return optimize.render(apply_fn, variables, ClassScore(), settings, key, recipe, chunk=chunk)
+
+
+def classify(apply_fn, variables, images):
+  """Softmax probabilities (N, C) of a batch of images."""
+  logits, _ = apply_fn(variables, images)
+  return jax.nn.softmax(logits.astype(jnp.float32))
+
+
+def shift(images, dy, dx, max_shift: int):
+  """Translates each image by its own integer (dy, dx) (|d| <= max_shift), filling the gap by
+  edge replication (not wrapping around, unlike the jitter used while optimising)."""
+  _, height, width, _ = images.shape
+
+  def shift_one(image, sy, sx):
+    padded = jnp.pad(image, ((max_shift, max_shift), (max_shift, max_shift), (0, 0)), mode="edge")
+    return jax.lax.dynamic_slice(padded, (max_shift - sy, max_shift - sx, 0), (height, width, 3))
+  return jax.vmap(shift_one)(images, jnp.asarray(dy), jnp.asarray(dx))
+
+
+def shifted(images, key, max_shift: int = 8):
+  """Each image shifted by an independent random (dy, dx) in [-max_shift, max_shift]^2, never
+  (0, 0); returns (images, shifts (N, 2))."""
+  n = images.shape[0]
+  ky, kx, kflip = jax.random.split(key, 3)
+  dy = jax.random.randint(ky, (n,), -max_shift, max_shift + 1)
+  dx = jax.random.randint(kx, (n,), -max_shift, max_shift + 1)
+  dx = jnp.where((dy == 0) & (dx == 0), jnp.where(jax.random.bernoulli(kflip, shape=(n,)),
+                                                  max_shift, -max_shift), dx)
+  return shift(images, dy, dx, max_shift), jnp.stack([dy, dx], axis=1)

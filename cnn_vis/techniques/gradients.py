@@ -1,0 +1,433 @@
+"""Attribution by gradients: which pixels (or which positions of a conv layer) matter for a unit.
+
+- `gradients`: d(unit)/d(image) with the model's ReLU backward rule, a module attribute:
+  `standard` (backprop), `deconvnet` (Zeiler & Fergus 2014, §2.1: rectify the signal going down)
+  or `guided` (Springenberg et al. 2015, §3.4: both masks). These functions only differentiate.
+- `saliency`: M_ij = max_c |dS/dI_ijc| (Simonyan, Vedaldi & Zisserman 2014, §3.1).
+- `smoothgrad`: the gradient averaged over `samples` copies of the image with Gaussian noise of
+  std `noise` * (max - min of the image) (Smilkov et al. 2017, §3 and eq. 3).
+- `integrated_gradients`: (x - x') * int_0^1 dS(x' + a (x - x'))/dx da by a quadrature rule
+  (Sundararajan, Taly & Yan 2017, §3 and eq. 3; rule names as Captum's).
+- `grad_cam`: ReLU(sum_k alpha_k A^k) with alpha_k the spatial mean of dS/dA^k at a conv layer
+  (Selvaraju et al. 2017, §3, eqs. 1-2), bilinearly upsampled to the image.
+
+Units. A batch of U units of ONE layer (`layer`; None = the logits, i.e. class scores before the
+softmax) is a `Units` of int arrays `channel`, `y`, `x`, each (U,) (the same unit for every
+image) or (U, N) (a unit per image). y = x = -1 on a conv layer means "no position": `spatial`
+decides (center, mean, sum, or max = the channel's strongest position). channel = -1 means the
+strongest: the predicted class on the logits, the strongest channel at (y, x), or, with no
+position, the strongest activation of the whole layer (Zeiler & Fergus's projections of "the
+strongest activation"). These choices are resolved on the input images once, so SmoothGrad's
+noisy copies and the IG path keep the unit chosen on the image. `parse_targets` builds validated
+Units from config strings.
+
+Every function takes `apply_fn` static and `variables` traced, returns (U, N, ...) arrays, and
+runs one forward pass per batch of images and one backward pass per unit (`jax.vjp`, the
+pull-back vmapped over the units, or `unit_chunk` at a time). `gradients` and `grad_cam` are one
+compiled call. IG path points and SmoothGrad samples run `chunk` at a time (of every image)
+through one compiled chunk function that adds to a running sum on the device (see
+`_chunked_sum`), so memory grows with the chunk, never with the number of steps or samples.
+"""
+import functools
+import re
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jax_core
+
+from cnn_vis.errors import UserError, check, choose
+from cnn_vis.models.units import check_unit, parse_unit
+
+SPATIAL = ("center", "mean", "sum", "max")
+# Captum's names for the IG quadrature rules; Sundararajan et al.'s eq. 3 is `riemann_right`.
+RULES = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+
+
+class Units(NamedTuple):
+  """U units of one layer; int32 arrays (U,) or (U, N). -1 = chosen per image (module docstring)."""
+  channel: jax.Array
+  y: jax.Array
+  x: jax.Array
+
+  @classmethod
+  def make(cls, channel, y=-1, x=-1) -> "Units":
+    channel = np.asarray(channel, np.int32)
+    return cls(channel, *(np.broadcast_to(np.asarray(v, np.int32), channel.shape) for v in (y, x)))
+
+
+class Attribution(NamedTuple):
+  values: jax.Array          # (U, N, H, W, C): gradients, mean gradients or attributions
+  scores: jax.Array          # (U, N): the unit's value on each image
+  units: Units               # (U, N): the resolved unit (class, channel, position) of each map
+
+
+class IGResult(NamedTuple):
+  values: jax.Array          # (U, N, H, W, C) attributions
+  scores: jax.Array          # (U, N) S(x)
+  units: Units
+  baseline_scores: jax.Array  # (U, N) S(x'); completeness: values sum to S(x) - S(x')
+
+
+class GradCamResult(NamedTuple):
+  values: jax.Array          # (U, N, H, W) maps upsampled to the image, >= 0
+  scores: jax.Array          # (U, N)
+  units: Units
+  coarse: jax.Array          # (U, N, h, w) maps at the conv layer's resolution
+
+
+# ------------------------------------------------------------------------------------------------
+# Targets: config strings -> (layer, Units), validated against the model's layer shapes.
+
+def output_shapes(apply_fn, variables, image_shape) -> dict:
+  """{layer name: activation shape, None: logits shape} for a batch of image_shape (no compute)."""
+  logits, acts = jax.eval_shape(apply_fn, variables, jax.ShapeDtypeStruct(image_shape, jnp.float32))
+  return {**{name: tuple(a.shape) for name, a in acts.items()}, None: tuple(logits.shape)}
+
+
+def _parse_target(text: str, shapes: dict) -> tuple[str | None, tuple[int, int, int]]:
+  """One target string -> (layer, (channel, y, x)); see `parse_targets`."""
+  text = text.strip()
+  classes = shapes[None][-1]
+  if text == "predicted":
+    return None, (-1, -1, -1)
+  if text.startswith("class:"):
+    try:
+      index = int(text.split(":", 1)[1])
+    except ValueError:
+      raise UserError(f"cannot parse target {text!r}; expected class:N with N an integer") from None
+    check(0 <= index < classes, f"target {text}: class {index} out of range; the model has "
+                                f"classes 0..{classes - 1}")
+    return None, (index, -1, -1)
+  if text.startswith("max:"):
+    layer = text.split(":", 1)[1]
+    choose("layer", layer, [k for k in shapes if k is not None])
+    return layer, (-1, -1, -1)
+  unit = check_unit(parse_unit(text), {k: v for k, v in shapes.items() if k is not None})
+  return unit.layer, (unit.channel, -1 if unit.y is None else unit.y, -1 if unit.x is None else unit.x)
+
+
+def split_targets(text: str) -> list[str]:
+  """"predicted,conv5:3@6,6" -> ["predicted", "conv5:3@6,6"]: a bare integer after a comma is the x
+  of the unit before it."""
+  pieces = []
+  for piece in (p.strip() for p in text.split(",")):
+    if pieces and re.fullmatch(r"-?\d+", piece) and "@" in pieces[-1] and "," not in pieces[-1]:
+      pieces[-1] += f",{piece}"
+    else:
+      pieces.append(piece)
+  return [p for p in pieces if p]
+
+
+def parse_targets(texts: Sequence[str] | str, shapes: dict) -> list[tuple[str | None, Units, list[str]]]:
+  """Target strings grouped by layer: [(layer, Units (U,), the strings)], in first-seen order.
+
+  A target is `predicted` (the top class score), `class:N` (score of class N, pre-softmax),
+  `max:LAYER` (the strongest activation of LAYER in each image) or a unit `LAYER:C[@y,x]`.
+  shapes: from `output_shapes`. Unknown layers and out-of-range units are UserErrors.
+  """
+  texts = split_targets(texts) if isinstance(texts, str) else [str(t).strip() for t in texts]
+  texts = [t for t in texts if t]
+  check(bool(texts), "no target given; use predicted, class:N, max:LAYER or LAYER:C[@y,x]")
+  groups: dict = {}
+  for text in texts:
+    layer, unit = _parse_target(str(text), shapes)
+    groups.setdefault(layer, []).append((unit, str(text).strip()))
+  return [(layer, Units.make(*np.array([u for u, _ in items]).T), [t for _, t in items])
+          for layer, items in groups.items()]
+
+
+# ------------------------------------------------------------------------------------------------
+# Units -> cotangents of the layer output.
+
+def _layer_output(logits, acts, layer: str | None):
+  if layer is None:
+    return logits
+  choose("layer", layer, acts)
+  return acts[layer]
+
+
+def _resolve_one(a, channel, y, x, spatial: str):
+  """Makes one image's unit explicit: channel >= 0 and, for point units, y, x >= 0."""
+  if a.ndim == 1:
+    return jnp.where(channel < 0, jnp.argmax(a), channel), y, x
+  height, width, _ = a.shape
+  best_y, best_x, best_c = jnp.unravel_index(jnp.argmax(a), a.shape)
+  has_position = y >= 0
+  strongest = (channel < 0) & ~has_position  # Zeiler & Fergus: the layer's strongest activation
+  at_position = jnp.argmax(a[jnp.maximum(y, 0), jnp.maximum(x, 0)])
+  channel = jnp.where(channel >= 0, channel, jnp.where(has_position, at_position, best_c))
+  if spatial == "center":
+    rule_y, rule_x = height // 2, width // 2
+  elif spatial == "max":
+    rule_y, rule_x = jnp.unravel_index(jnp.argmax(a[..., channel]), (height, width))
+  else:  # mean / sum: no single position
+    rule_y = rule_x = -1
+  y = jnp.where(has_position, y, jnp.where(strongest, best_y, rule_y))
+  x = jnp.where(has_position, x, jnp.where(strongest, best_x, rule_x))
+  return channel, y, x
+
+
+def resolve(out, units: Units, spatial: str) -> Units:
+  """Units (U,) or (U, N) -> explicit Units (U, N) on the layer output `out` (N, ...)."""
+  n = out.shape[0]
+  units = [jnp.asarray(v, jnp.int32) for v in units]
+  units = [jnp.broadcast_to(v.reshape((v.shape[0], -1)), (v.shape[0], n)) for v in units]
+  per_image = jax.vmap(functools.partial(_resolve_one, spatial=spatial))
+  resolved = jax.vmap(per_image, in_axes=(None, 0, 0, 0))(out, *units)
+  return Units(*(v.astype(jnp.int32) for v in resolved))
+
+
+def _cotangent_one(a, channel, y, x, spatial: str):
+  """d(unit)/d(a) for one image's layer output a ((C,) or (H, W, C)) and a resolved unit."""
+  pick = jax.nn.one_hot(channel, a.shape[-1], dtype=a.dtype)
+  if a.ndim == 1:
+    return pick
+  height, width, _ = a.shape
+  point = (jax.nn.one_hot(y, height, dtype=a.dtype)[:, None]
+           * jax.nn.one_hot(x, width, dtype=a.dtype)[None, :])
+  spread = jnp.full((height, width), 1.0 / (height * width) if spatial == "mean" else 1.0, a.dtype)
+  return jnp.where(y >= 0, point, spread)[..., None] * pick
+
+
+def _pullback_units(fn: Callable, primal, units: Units, spatial: str, unit_chunk: int | None):
+  """fn(primal) -> (layer output (N, ...), aux). Returns (grads (U, *primal.shape), scores (U, N),
+  aux, resolved units): one forward pass, one backward pass per unit."""
+  out, pullback, aux = jax.vjp(fn, primal, has_aux=True)
+  units = resolve(jax.lax.stop_gradient(out), units, spatial)
+
+  def one_unit(unit):
+    cot = jax.vmap(functools.partial(_cotangent_one, spatial=spatial))(out, *unit)
+    return pullback(cot)[0], jnp.sum(cot * out, axis=tuple(range(1, out.ndim)))
+
+  if unit_chunk is None or unit_chunk >= units.channel.shape[0]:
+    grads, scores = jax.vmap(one_unit)(units)
+  else:
+    grads, scores = jax.lax.map(one_unit, units, batch_size=unit_chunk)
+  return grads, scores, aux, units
+
+
+def _check_spatial(spatial: str) -> None:
+  choose("spatial reduction", spatial, SPATIAL)
+
+
+def _image_fn(apply_fn, variables, layer):
+  return lambda images: (_layer_output(*apply_fn(variables, images), layer), None)
+
+
+_STATIC = ("apply_fn", "layer", "spatial", "unit_chunk")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def gradients(apply_fn, variables, images, units: Units, layer: str | None = None,
+              spatial: str = "center", unit_chunk: int | None = None) -> Attribution:
+  """Each unit's gradient w.r.t. each image, values (U, N, H, W, C)."""
+  _check_spatial(spatial)
+  grads, scores, _, units = _pullback_units(_image_fn(apply_fn, variables, layer), images, units,
+                                            spatial, unit_chunk)
+  return Attribution(grads, scores, units)
+
+
+def saliency(grads):
+  """Simonyan et al. 2014, §3.1: M_ij = max_c |w_ijc| ((..., H, W, C) -> (..., H, W))."""
+  return jnp.max(jnp.abs(grads), axis=-1)
+
+
+def _padded(values: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+  """values (S,) padded to a multiple of chunk, reshaped (S / chunk, chunk); and a 0/1 valid mask."""
+  pad = -len(values) % chunk
+  valid = np.concatenate([np.ones(len(values)), np.zeros(pad)]).astype(np.float32)
+  values = np.concatenate([values, np.repeat(values[-1:], pad)])
+  return values.reshape(-1, chunk), valid.reshape(-1, chunk)
+
+
+def _path_images(images, extras, alpha):
+  """IG: the points x' + alpha (x - x') of the straight path, (chunk, N, H, W, C)."""
+  baseline = extras
+  return baseline[None] + alpha[:, None, None, None, None] * (images - baseline)[None]
+
+
+def _noisy_images(images, extras, index):
+  """SmoothGrad: x + sigma N(0, 1), one noise draw per sample index, (chunk, N, H, W, C)."""
+  key, sigma = extras
+  eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), images.shape))(index)
+  return images[None] + sigma[None, :, None, None, None] * eps
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("make_inputs",), donate_argnames=("total",))
+def _add_chunk(apply_fn, make_inputs, variables, images, extras, units, total, params, weights,
+               layer, spatial, unit_chunk):
+  """total + sum_k weights[k] * grad of the units at make_inputs(images, extras, params)[k]."""
+  chunk = params.shape[0]
+  batch = make_inputs(images, extras, params).reshape((-1,) + images.shape[1:])
+  tiled = Units(*(jnp.tile(v, (1, chunk)) for v in units))  # (U, chunk * N), chunk-major
+  grads, _, _, _ = _pullback_units(_image_fn(apply_fn, variables, layer), batch, tiled, spatial,
+                                   unit_chunk)
+  grads = grads.reshape((grads.shape[0], chunk) + images.shape)
+  return total + jnp.einsum("k,uk...->u...", weights, grads)
+
+
+def _chunked_sum(apply_fn, make_inputs, variables, images, extras, units, params, weights, layer,
+                 spatial, unit_chunk):
+  """sum_s weights[s] * grad at make_inputs(params[s]), `chunk` samples per compiled call.
+
+  params, weights: (S / chunk, chunk) numpy; units resolved (U, N). The chunks run from a Python
+  loop over ONE compiled function, dispatched asynchronously, the running sum staying on the
+  device: XLA:CPU runs backward passes inside a while loop (lax.scan / lax.map) 1.6x
+  (EfficientNet-Lite0) to 3x (AlexNet) slower than the same pass outside one (measured here), and
+  unrolling the loop would make compile time grow with the number of chunks.
+  """
+  total = jnp.zeros((units.channel.shape[0],) + images.shape, images.dtype)
+  for chunk_params, chunk_weights in zip(params, weights):
+    total = _add_chunk(apply_fn, make_inputs, variables, images, extras, units, total,
+                       jnp.asarray(chunk_params), jnp.asarray(chunk_weights), layer, spatial,
+                       unit_chunk)
+  return total
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "layer", "spatial"))
+def _endpoint_units(apply_fn, variables, images, units, layer, spatial):
+  """(resolved Units (U, N), scores (U, N)) of the units on the images themselves."""
+  out = _layer_output(*apply_fn(variables, images), layer)
+  units = resolve(out, units, spatial)
+  cot = jax.vmap(jax.vmap(functools.partial(_cotangent_one, spatial=spatial)),
+                 in_axes=(None, 0, 0, 0))(out, *units)
+  return units, jnp.sum(cot * out[None], axis=tuple(range(2, out.ndim + 1)))
+
+
+def smoothgrad(apply_fn, variables, images, units: Units, key, noise=0.15, samples: int = 50,
+               chunk: int = 10, layer: str | None = None, spatial: str = "center",
+               unit_chunk: int | None = None) -> Attribution:
+  """Smilkov et al. 2017: the mean gradient over `samples` noisy copies, values (U, N, H, W, C).
+
+  noise: std of the Gaussian noise as a fraction of each image's (max - min), the paper's
+  sigma / (x_max - x_min). `chunk` noisy copies (of every image) per forward/backward pass.
+  """
+  _check_spatial(spatial)
+  check(samples >= 1, f"smoothgrad samples must be >= 1, got {samples}")
+  check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
+  images = jnp.asarray(images)
+  units, scores = _endpoint_units(apply_fn, variables, images, units, layer, spatial)
+  indices, valid = _padded(np.arange(samples), min(chunk, samples))
+  sigma = noise * (images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3)))
+  total = _chunked_sum(apply_fn, _noisy_images, variables, images, (key, sigma), units, indices,
+                       valid / samples, layer, spatial, unit_chunk)
+  return Attribution(total, scores, units)
+
+
+def quadrature(steps: int, rule: str = "riemann_right") -> tuple[np.ndarray, np.ndarray]:
+  """(alphas, weights) with sum_k w_k g(alpha_k) ~ int_0^1 g(a) da (Captum's rule names)."""
+  choose("integration rule", rule, RULES)
+  check(steps >= 1, f"integrated gradients steps must be >= 1, got {steps}")
+  k = np.arange(steps, dtype=np.float64)
+  if rule == "gausslegendre":
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    return ((nodes + 1) / 2).astype(np.float32), (weights / 2).astype(np.float32)
+  if rule == "riemann_trapezoid":
+    check(steps >= 2, f"riemann_trapezoid needs steps >= 2, got {steps}")
+    weights = np.full(steps, 1 / (steps - 1))
+    weights[[0, -1]] /= 2
+    return (k / (steps - 1)).astype(np.float32), weights.astype(np.float32)
+  offset = {"riemann_right": 1.0, "riemann_left": 0.0, "riemann_middle": 0.5}[rule]
+  return ((k + offset) / steps).astype(np.float32), np.full(steps, 1 / steps, np.float32)
+
+
+def integrated_gradients(apply_fn, variables, images, units: Units, baseline=0.0, steps: int = 50,
+                         rule: str = "riemann_right", chunk: int = 10, layer: str | None = None,
+                         spatial: str = "center", unit_chunk: int | None = None) -> IGResult:
+  """Sundararajan et al. 2017: (x - x') * sum_k w_k dS(x' + alpha_k (x - x'))/dx.
+
+  baseline x': broadcastable to images (e.g. 0.0 = black, or a (N, H, W, C) batch).
+  `chunk` path points (of every image) per forward/backward pass.
+  """
+  _check_spatial(spatial)
+  check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
+  alphas, weights = quadrature(steps, rule)
+  images = jnp.asarray(images)
+  baseline = jnp.broadcast_to(jnp.asarray(baseline, images.dtype), images.shape)
+  units, scores = _endpoint_units(apply_fn, variables, images, units, layer, spatial)
+  _, baseline_scores = _endpoint_units(apply_fn, variables, baseline, units, layer, spatial)
+  alphas, valid = _padded(alphas, min(chunk, steps))
+  weights, _ = _padded(weights, min(chunk, steps))
+  total = _chunked_sum(apply_fn, _path_images, variables, images, baseline, units, alphas,
+                       weights * valid, layer, spatial, unit_chunk)
+  return IGResult((images - baseline)[None] * total, scores, units, baseline_scores)
+
+
+# ------------------------------------------------------------------------------------------------
+# Gradients w.r.t. an intermediate activation (Grad-CAM).
+
+def _output_index(out_shape, layer: str) -> int:
+  """Index, among the flattened (logits, acts) outputs, of acts[layer]."""
+  paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(out_shape)[0]]
+  for i, path in enumerate(paths):
+    if len(path) == 2 and path[0].idx == 1 and getattr(path[1], "key", None) == layer:
+      return i
+  choose("layer", layer, out_shape[1])
+  raise AssertionError(layer)
+
+
+def with_perturbation(apply_fn, layer: str):
+  """apply_fn with `delta` added to acts[layer]: fn(variables, images, delta) -> (logits, acts).
+
+  Everything computed from that activation sees A + delta, so the gradient w.r.t. delta at 0 is
+  dS/dA. The model needs no hook: its forward pass is traced to a jaxpr and re-evaluated
+  equation by equation, adding delta where the equation producing acts[layer] writes its output
+  (the idea of flax's `Module.perturb`, applied from outside the module).
+  """
+  def fn(variables, images, delta):
+    closed, out_shape = jax.make_jaxpr(apply_fn, return_shape=True)(variables, images)
+    jaxpr = closed.jaxpr
+    target = jaxpr.outvars[_output_index(out_shape, layer)]
+    env = {}
+    read = lambda v: v.val if isinstance(v, jax_core.Literal) else env[v]
+
+    def write(var, value):
+      env[var] = value + delta if var is target else value
+
+    for var, value in zip(jaxpr.constvars, closed.consts):
+      write(var, value)
+    for var, value in zip(jaxpr.invars, jax.tree_util.tree_leaves((variables, images))):
+      write(var, value)
+    for eqn in jaxpr.eqns:
+      outs = eqn.primitive.bind(*map(read, eqn.invars), **eqn.primitive.get_bind_params(eqn.params))
+      for var, value in zip(eqn.outvars, outs if eqn.primitive.multiple_results else [outs]):
+        write(var, value)
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape),
+                                        [read(v) for v in jaxpr.outvars])
+  return fn
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("conv_layer",))
+def activation_gradients(apply_fn, variables, images, units: Units, conv_layer: str,
+                         layer: str | None = None, spatial: str = "center",
+                         unit_chunk: int | None = None):
+  """(Attribution with values dS/dA (U, N, h, w, K), A (N, h, w, K)) at A = acts[conv_layer]."""
+  _check_spatial(spatial)
+  _, acts = jax.eval_shape(apply_fn, variables, images)
+  choose("layer", conv_layer, acts)
+  check(acts[conv_layer].ndim == 4, f"layer {conv_layer} has no spatial positions (shape "
+                                    f"{tuple(acts[conv_layer].shape)}); Grad-CAM needs a conv layer")
+  perturbed = with_perturbation(apply_fn, conv_layer)
+
+  def fn(delta):
+    logits, acts = perturbed(variables, images, delta)
+    return _layer_output(logits, acts, layer), acts[conv_layer]
+
+  zeros = jnp.zeros(acts[conv_layer].shape, acts[conv_layer].dtype)
+  grads, scores, activation, units = _pullback_units(fn, zeros, units, spatial, unit_chunk)
+  return Attribution(grads, scores, units), activation
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("conv_layer",))
+def grad_cam(apply_fn, variables, images, units: Units, conv_layer: str, layer: str | None = None,
+             spatial: str = "center", unit_chunk: int | None = None) -> GradCamResult:
+  """Selvaraju et al. 2017, §3: alpha_k = mean_ij dS/dA^k_ij (eq. 1), map = ReLU(sum_k alpha_k A^k)
+  (eq. 2), upsampled bilinearly to the image size."""
+  grads, activation = activation_gradients(apply_fn, variables, images, units, conv_layer, layer,
+                                           spatial, unit_chunk)
+  alpha = grads.values.mean(axis=(2, 3))
+  coarse = jax.nn.relu(jnp.einsum("unk,nhwk->unhw", alpha, activation))
+  maps = jax.image.resize(coarse, coarse.shape[:2] + images.shape[1:3], "bilinear")
+  return GradCamResult(jnp.maximum(maps, 0), grads.scores, grads.units, coarse)

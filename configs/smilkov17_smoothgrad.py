@@ -1,0 +1,29 @@
+"""SmoothGrad (Smilkov, Thorat, Kim, Viegas & Wattenberg 2017, §3, Figs. 3-5).
+
+  python -m cnn_vis.main --config=configs/smilkov17_smoothgrad.py --workdir=runs/smoothgrad
+  python -m cnn_vis.sweep --config=configs/smilkov17_smoothgrad.py --workdir=runs/smoothgrad_noise
+
+M(x) = 1/n sum_i dS_c/dx (x + N(0, sigma^2)), sigma = noise * (x_max - x_min) (§3). The paper's
+recommendations: noise 10-20% of the input range (we take 15%) and n around 50 samples, beyond
+which returns diminish. Shown as max_c |M| like the saliency map; --config.relu_mode=guided
+smooths guided backprop instead (the paper also combines SmoothGrad with other gradient methods).
+The noisy copies run `chunk` at a time: memory grows with chunk, not with samples.
+"""
+from experiments.attribution import base_config
+
+
+def get_config(arg=None):
+  config = base_config("attribution", "smoothgrad", arg)
+  config.targets = "predicted"
+  config.relu_mode = "standard"   # the gradient being smoothed: standard | guided | deconvnet
+  config.samples = 50             # §3: ~50 samples, diminishing returns beyond
+  config.noise = 0.15             # §3: sigma / (x_max - x_min) between 10% and 20%
+  config.chunk = 10               # noisy copies per forward/backward pass (memory bound)
+  if arg == "smoke":
+    config.samples, config.chunk = 6, 4
+  return config
+
+
+def get_sweep():
+  """The same image at noise levels from 0% (the plain gradient) to 50%, as the paper compares."""
+  return [{"noise": noise} for noise in (0.0, 0.1, 0.2, 0.3, 0.5)]

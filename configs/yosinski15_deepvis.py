@@ -1,0 +1,65 @@
+"""Activation maximisation with regularisers (Yosinski et al. 2015, "Understanding neural networks
+through deep visualization", §3, Table 1, Figs. 3-4), and Olah et al. 2017's Fourier variant.
+
+  python -m cnn_vis.main --config=configs/yosinski15_deepvis.py --workdir=runs/deepvis
+  python -m cnn_vis.main --config=configs/yosinski15_deepvis.py --config.preset=olah17 \
+      --workdir=runs/deepvis_olah
+  python -m cnn_vis.main --config=configs/yosinski15_deepvis.py:conv --workdir=runs/deepvis_conv
+  python -m cnn_vis.main --config=configs/yosinski15_deepvis.py \
+      --config.decay="(0.0, 0.0001, 0.001, 0.01)" --workdir=runs/deepvis_decay   # one call
+
+Presets 1-4 are Table 1's rows (PAPERS.md §5), with lr converted to [0, 1] pixels (see
+cnn_vis/techniques/activation_max.py); preset 3 made most of the paper's images. The paper's
+CaffeNet has no public weights here, so the default is the pretrained EfficientNet-Lite0 and its
+class units (`logits`, the pre-softmax scores, the paper's fc8); the toolbox's demo unit is fc8
+130 (flamingo). `:conv` renders 64 units of a middle layer (block8, centre position), all in one
+compiled vmapped call.
+"""
+import ml_collections
+
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.experiment = "activation_max"
+  config.model = "efficientnet_lite0"
+  config.pretrained = True
+  config.checkpoint = ""
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.seed = 0
+  # flamingo (the toolbox demo), goldfish, tarantula, pineapple, volcano, school bus
+  config.units = "logits:130,logits:1,logits:76,logits:953,logits:980,logits:779"
+  config.preset = "3"               # 1 | 2 | 3 | 4 (Table 1) | olah17
+  config.image_size = 0             # 0: the model's input size
+  config.steps = 0                  # 0: the preset's (500 / 750 / 1000 / 1000 / 512)
+  config.spatial = "center"         # conv units without @y,x: centre position (paper) | mean
+  # Empty: the preset's value; a tuple renders one tile per value for every unit, in one call.
+  config.lr = ()
+  config.decay = ()
+  config.blur_width = ()
+  config.blur_every = ()
+  config.norm_pct = ()
+  config.contrib_pct = ()
+  config.max_lr = ()
+  config.desired_prog = ()
+  # stretch: contrast-stretched per tile, as the toolbox shows its images; raw: the pixels as
+  # optimised (the .npy files always are); auto: stretch for presets 1-4, raw for olah17.
+  config.display = "auto"
+  config.chunk = 0                  # settings per vmapped chunk (0: all at once)
+  if arg == "conv":
+    config.units = "block8:0-63"
+    config.image_size = 128
+  elif arg == "smoke":
+    config.model = "alexnet_cifar"
+    config.pretrained = False
+    config.model_kwargs = ml_collections.ConfigDict({"width": 0.125, "fc_width": 32})
+    config.units = "conv2:0-2,fc8:1"
+    config.steps = 4
+    config.decay = (0.0, 0.01)
+  return config
+
+
+def get_sweep():
+  """Each Table 1 preset and olah17 (separate runs: their optimisers and step counts differ),
+  and a decay sweep in one vmapped call."""
+  return [{"preset": p} for p in ("1", "2", "3", "4", "olah17")] + [
+      {"decay": (0.0, 0.0001, 0.001, 0.01)}]

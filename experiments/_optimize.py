@@ -1,0 +1,86 @@
+"""What the image-optimisation experiments share: model loading, sweep products, grids, reports."""
+import functools
+import itertools
+import json
+
+import jax
+import ml_collections
+import numpy as np
+
+from cnn_vis import report, runs
+from cnn_vis.errors import check, choose
+from cnn_vis.techniques import optimize
+
+
+def load(config):
+  """(apply_fn, variables, module, spec) from the common model fields. The last two models are
+  kept, so a sweep or notebook running several configs on one model loads (and compiles) it once."""
+  if config.get("checkpoint"):     # a checkpoint may change between runs: always read it
+    module, variables, spec = runs.model_from_config(config)
+    return optimize.ModelFn(module), variables, module, spec
+  kwargs = config.get("model_kwargs") or {}
+  kwargs = kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
+  fields = (config.model, bool(config.get("pretrained", False)), int(config.get("seed", 0)),
+            json.dumps(kwargs, sort_keys=True, default=str))
+  module, variables, spec = _load_cached(fields)
+  return optimize.ModelFn(module), variables, module, spec
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(fields):
+  model, pretrained, seed, kwargs = fields
+  # lists (from JSON) back to tuples: module attributes must stay hashable for jit
+  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(kwargs).items()}
+  return runs.model_from_config(ml_collections.ConfigDict(dict(
+      model=model, pretrained=pretrained, checkpoint="", seed=seed, model_kwargs=kwargs)))
+
+
+def values(config, name: str, default) -> tuple:
+  """A sweepable config field as a tuple of values; empty/None -> (default,)."""
+  value = config.get(name)
+  if value is None or (isinstance(value, (tuple, list)) and len(value) == 0):
+    return (default,)
+  return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def product(items: list, sweeps: dict) -> tuple[list, dict, list[str]]:
+  """Cartesian product of items (units, classes, images...) with every swept hyperparameter.
+
+  sweeps: name -> tuple of values. Returns (items per setting, name -> np.array per setting,
+  label suffix per setting naming the swept values that vary)."""
+  names = list(sweeps)
+  combos = list(itertools.product(range(len(items)), *(range(len(sweeps[n])) for n in names)))
+  varying = [n for n in names if len(sweeps[n]) > 1]
+  per_item = [items[c[0]] for c in combos]
+  arrays = {n: np.array([sweeps[n][c[1 + j]] for c in combos]) for j, n in enumerate(names)}
+  labels = [" ".join(f"{n}={sweeps[n][c[1 + names.index(n)]]:g}" for n in varying) for c in combos]
+  return per_item, arrays, labels
+
+
+def save_grid(workdir, name: str, images, labels, ncols: int | None = None) -> str:
+  """Writes workdir/<name>.png (one labelled tile per image); returns the relative path."""
+  images = np.clip(np.asarray(images, np.float32), 0, 1)
+  check(len(images) > 0, "nothing to show")
+  grid = report.image_grid(images, ncols=ncols, labels=labels)
+  report.save_image(workdir / f"{name}.png", grid)
+  return f"{name}.png"
+
+
+def for_display(images, mode: str = "raw"):
+  """raw: pixels as they are (clipped); stretch: each tile's deviation from its mean pixel scaled
+  to fill [0, 1], as the deep visualization toolbox shows its images (`saveimagescc`)."""
+  choose("display", mode, ("raw", "stretch"))
+  images = np.asarray(images, np.float32)
+  if mode == "raw":
+    return np.clip(images, 0, 1)
+  dev = images - images.mean(axis=(1, 2), keepdims=True)
+  scale = np.abs(dev).max(axis=(1, 2, 3), keepdims=True)
+  return 0.5 + 0.5 * dev / np.maximum(scale, 1e-12)
+
+
+def key(config):
+  return jax.random.PRNGKey(int(config.get("seed", 0)))
+
+
+def chunk(config):
+  return int(config.get("chunk", 0) or 0) or None

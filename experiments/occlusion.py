@@ -1,0 +1,141 @@
+"""Occlusion sensitivity (Zeiler & Fergus 2014, §4.2, Fig. 7) for every image of config.images.
+
+cnn_vis.techniques.occlusion slides the grey square and measures; this experiment draws Fig. 7's
+panels for each image: (b) the total activation of the strongest feature map of
+config.feature_layer, (d) the probability of the correct class (config.target: predicted,
+class:N, or label = from the ImageNet file name), (e) the most probable label (one colour per
+label, legend beside it), and the drop in the class probability as a per-pixel map blended over
+the image.
+
+Writes maps/<i>_<name>_{prob,feature,label,legend}.png, overlays/<i>_<name>.png,
+panels/<i>_<name>.png (input | feature | probability | label | overlay), summary.png,
+occlusion.npz (every map), metrics.jsonl (per image: class, probabilities, the feature map,
+label fractions) and report.html.
+"""
+import functools
+import os
+import time
+
+import matplotlib
+import numpy as np
+from PIL import Image
+
+from cnn_vis import models, report, runs
+from cnn_vis.errors import UserError, check, choose
+from cnn_vis.techniques import gradients as G
+from cnn_vis.techniques import occlusion as O
+from experiments.attribution import imagenet_labels, safe_name
+
+
+def target_classes(target: str, shapes: dict, names, spec) -> np.ndarray:
+  """config.target -> (N,) class indices, -1 = predicted on the unoccluded image."""
+  if target == "label":
+    return imagenet_labels(names, spec)
+  layer, units, _ = G.parse_targets([target], shapes)[0]
+  check(layer is None, f"occlusion target {target!r} must be predicted, label or class:N")
+  return np.full(len(names), int(units.channel[0]), np.int32)
+
+
+def fill_value(fill) -> np.ndarray:
+  """A grey level in [0, 1] or three comma-separated RGB values."""
+  try:
+    values = np.asarray([float(v) for v in str(fill).split(",")], np.float32)
+  except ValueError:
+    raise UserError(f"cannot parse fill {fill!r}; give a grey level in [0, 1] or r,g,b") from None
+  check(values.size in (1, 3) and bool(np.all((values >= 0) & (values <= 1))),
+        f"fill {fill!r} must be one grey level or three r,g,b values, each in [0, 1]")
+  return values
+
+
+def upsample(grid, height: int, width: int) -> np.ndarray:
+  """A small map shown at the image's size, each window position a flat block."""
+  return np.asarray(Image.fromarray(np.asarray(grid, np.float32)).resize((width, height),
+                                                                          Image.NEAREST))
+
+
+def label_picture(labels, height: int, width: int, class_names):
+  """(label map as colours, legend picture, [(name, fraction)]) for Fig. 7(e)."""
+  values, counts = np.unique(labels, return_counts=True)
+  order = np.argsort(-counts)
+  values, counts = values[order], counts[order]
+  colours = matplotlib.colormaps["tab20"](np.arange(len(values)) % 20)[:, :3]
+  lookup = {int(v): colours[i] for i, v in enumerate(values)}
+  picture = np.stack([[lookup[int(v)] for v in row] for row in np.asarray(labels)])
+  swatches = [np.broadcast_to(c, (12, 96, 3)) for c in colours]
+  names = [f"{class_names[int(v)]} {c / counts.sum():.0%}" for v, c in zip(values, counts)]
+  legend = report.image_grid(swatches, ncols=1, labels=names)
+  return upsample_rgb(picture, height, width), legend, list(zip(names, counts / counts.sum()))
+
+
+def upsample_rgb(picture, height: int, width: int) -> np.ndarray:
+  return np.stack([upsample(picture[..., c], height, width) for c in range(3)], axis=-1)
+
+
+def run(config, workdir):
+  # First what needs no weights: every image is resized to the model's input size.
+  size = models.get_spec(config.model).input_size
+  O.window_starts(size, config.size, config.stride)
+  check(config.chunk >= 1, f"chunk must be >= 1, got {config.chunk}")
+  fill = fill_value(config.fill)
+  module, variables, spec = runs.model_from_config(config)
+  names, images = runs.images_from_config(config, spec, skip_unreadable=True)
+  _, height, width, _ = images.shape
+  apply_fn = functools.partial(module.apply, train=False)
+  shapes = G.output_shapes(apply_fn, variables, images.shape)
+  classes = target_classes(str(config.target), shapes, names, spec)
+  feature_layer = config.feature_layer or None
+  if feature_layer:
+    choose("layer", feature_layer, [k for k in shapes if k is not None])
+  workdir = runs.start_run(config, workdir)  # bad input above writes nothing
+
+  start = time.perf_counter()
+  result = O.occlusion(apply_fn, variables, images, classes, fill, size=config.size,
+                       stride=config.stride, feature_layer=feature_layer, chunk=config.chunk)
+  maps = {k: np.asarray(v) for k, v in result._asdict().items() if v is not None}
+  seconds = time.perf_counter() - start
+  drop = np.asarray(O.to_pixels(maps["base_prob"][:, None, None] - maps["prob"], result.starts_y,
+                                result.starts_x, config.size, height, width))
+  tmp = workdir / ".occlusion.npz.tmp"
+  with open(tmp, "wb") as f:
+    np.savez_compressed(f, prob_drop_pixels=drop, **maps)
+  os.replace(tmp, workdir / "occlusion.npz")
+
+  items, panels = [], []
+  for n, (name, image) in enumerate(zip(names, images)):
+    stem = f"{n:03d}_{safe_name(name)}"
+    cls = int(maps["classes"][n])
+    prob = report.heatmap(upsample(maps["prob"][n], height, width))
+    labels, legend, fractions = label_picture(maps["label"][n], height, width, spec.class_names)
+    blended = report.overlay(image, drop[n], config.overlay_alpha)
+    columns, titles = [], []
+    if feature_layer:
+      feature = report.heatmap(upsample(maps["feature"][n], height, width))
+      report.save_image(workdir / "maps" / f"{stem}_feature.png", feature)
+      columns.append(feature)
+      titles.append(f"{feature_layer}:{int(maps['feature_channel'][n])}")
+    for suffix, picture in (("prob", prob), ("label", labels), ("legend", legend)):
+      report.save_image(workdir / "maps" / f"{stem}_{suffix}.png", picture)
+    report.save_image(workdir / "overlays" / f"{stem}.png", blended)
+    columns += [prob, labels, blended]
+    titles += [f"p({spec.class_names[cls]})", "top label", "p drop"]
+    tiles = report.image_grid([image, *columns], ncols=1 + len(columns), labels=["input", *titles])
+    rel = f"panels/{stem}.png"
+    report.save_image(workdir / rel, tiles)
+    panels.append(tiles)
+    record = {"image": name, "class": cls, "class_name": spec.class_names[cls],
+              "prob": float(maps["base_prob"][n]), "min_prob": float(maps["prob"][n].min()),
+              "top_labels": {k: round(float(v), 4) for k, v in fractions[:5]}}
+    if feature_layer:
+      record.update(feature_channel=int(maps["feature_channel"][n]),
+                    feature=float(maps["base_feature"][n]))
+    report.append_metrics(workdir, record)
+    text = "\n".join(f"{label}" for label, _ in fractions[:8])
+    items.append((f"{name}: class {cls} {spec.class_names[cls]}, p = {record['prob']:.3f} "
+                  f"unoccluded, {record['min_prob']:.3f} at worst", rel, None))
+    items.append((f"{name}: labels under the occluder", f"maps/{stem}_legend.png", text))
+  report.save_image(workdir / "summary.png", report.image_grid(panels, ncols=1))
+  report.write_report(workdir, f"occlusion: {config.model}", config, [("Occlusion (Fig. 7)", items)],
+                      summary={"model": config.model, "images": len(names), "size": config.size,
+                               "stride": config.stride, "positions": int(maps["prob"][0].size),
+                               "seconds (incl. compile)": round(seconds, 2)})
+  return {"seconds": seconds, "panels": len(panels)}

@@ -1,0 +1,92 @@
+"""Class model visualisation (Simonyan et al. 2014): the closed-form optimum of a linear score,
+input checks, the shift used to test robustness, and on pretrained EfficientNet-Lite0 ten class
+models classified as their class with p >= 0.9, still top-1 after random 8-pixel shifts."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_vis.errors import UserError
+from cnn_vis.techniques import class_model, optimize
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearScores:
+  """logits = flatten(x) @ w: S_c is linear, so argmax S_c - lam ||I - m||^2 = m + w_c / 2 lam."""
+
+  def __call__(self, variables, images):
+    logits = images.reshape(images.shape[0], -1) @ variables["w"]
+    return logits, {}
+
+
+def test_linear_class_model_reaches_closed_form():
+  size, classes = 4, 5
+  variables = {"w": jax.random.normal(jax.random.PRNGKey(0), (size * size * 3, classes))}
+  mean = jnp.array([0.4, 0.5, 0.6])
+  lam = np.array([1.0, 3.0], np.float32)
+  result = class_model.class_models(LinearScores(), variables, [2, 4], size=size, center=mean,
+                                    key=jax.random.PRNGKey(1), l2=lam, lr=0.05, steps=200,
+                                    optimizer="sgd")
+  w = np.asarray(variables["w"])
+  for i, c in enumerate([2, 4]):
+    expected = np.asarray(mean) + w[:, c].reshape(size, size, 3) / (2 * lam[i])
+    np.testing.assert_allclose(np.asarray(result.images[i]), expected, atol=1e-4)
+  # the start is the zero image of the mean-subtracted space: the first loss is -S_c(mean)
+  first = -float(result.losses[0, 0])
+  zero_image = np.broadcast_to(np.asarray(mean), (size, size, 3)).reshape(-1)
+  assert first == pytest.approx(float(zero_image @ w[:, 2]), rel=1e-5)
+
+
+@pytest.mark.parametrize("classes,match", [([5], "out of range"), ([-1], "out of range"),
+                                           ([], "non-empty"), ([0.5], "class indices")])
+def test_bad_classes_are_one_line_errors(classes, match):
+  variables = {"w": jnp.zeros((4 * 4 * 3, 5))}
+  with pytest.raises(UserError, match=match) as e:
+    class_model.class_models(LinearScores(), variables, classes, size=4, center=jnp.zeros(3),
+                             key=jax.random.PRNGKey(0), steps=1)
+  assert "\n" not in str(e.value)
+
+
+def test_shift_translates_with_edge_fill():
+  images = jnp.asarray(np.random.RandomState(0).rand(2, 10, 12, 3), jnp.float32)
+  out = np.asarray(class_model.shift(images, jnp.array([3, -2]), jnp.array([-4, 0]), 4))
+  x = np.asarray(images)
+  np.testing.assert_array_equal(out[0, 3:, :8], x[0, :7, 4:])        # moved down 3, left 4
+  np.testing.assert_array_equal(out[0, :3, :8], np.repeat(x[0, :1, 4:], 3, axis=0))  # edge rows
+  np.testing.assert_array_equal(out[1, :8], x[1, 2:])                # moved up 2
+  moved, shifts = class_model.shifted(images, jax.random.PRNGKey(0), 8)
+  assert moved.shape == images.shape
+  assert np.all(np.abs(np.asarray(shifts)) <= 8) and np.all(np.abs(np.asarray(shifts)).sum(1) > 0)
+
+
+# Ten easily named classes: goldfish, ostrich, tarantula, flamingo, jellyfish, pineapple,
+# strawberry, volcano, daisy, pizza (configs/simonyan14_class_models.py).
+CLASSES = [1, 9, 76, 130, 107, 953, 949, 980, 985, 963]
+
+
+@pytest.mark.slow
+def test_pretrained_class_models_are_classified_and_shift_robust():
+  from cnn_vis import models  # pylint: disable=import-outside-toplevel
+  module, variables, _ = models.load_model("efficientnet_lite0", pretrained=True)
+  fn = optimize.ModelFn(module)
+  # 160 px (the net still classifies natural images there) and 60 steps keep this test ~1 min
+  # on 2 CPU cores; the config's defaults are 224 px and 100 steps.
+  result = class_model.class_models(
+      fn, variables, CLASSES, size=160, center=optimize.model_mean(module),
+      key=jax.random.PRNGKey(0), l2=0.01, lr=0.02, steps=60, optimizer="adam",
+      transforms=(("jitter", 16),), clip=True)
+  images = result.images
+  probs = np.asarray(class_model.classify(fn, variables, images))
+  index = np.arange(len(CLASSES))
+  assert np.all(probs[index, CLASSES] >= 0.9), probs[index, CLASSES]
+  # random shifts of up to 8 px, and random-sign diagonal shifts of exactly 8 px
+  rng = np.random.RandomState(0)
+  for trial in range(2):
+    moved, _ = class_model.shifted(images, jax.random.PRNGKey(100 + trial), 8)
+    top1 = np.asarray(class_model.classify(fn, variables, moved)).argmax(-1)
+    np.testing.assert_array_equal(top1, CLASSES)
+  corner = class_model.shift(images, 8 * rng.choice([-1, 1], 10), 8 * rng.choice([-1, 1], 10), 8)
+  np.testing.assert_array_equal(np.asarray(class_model.classify(fn, variables, corner)).argmax(-1),
+                                CLASSES)
