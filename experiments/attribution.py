@@ -5,7 +5,8 @@ config.method picks the technique (cnn_vis.techniques.gradients has the papers a
 deconvnet and guided backprop are the gradient of a model built with that ReLU backward rule.
 Targets: `predicted`, `class:N`, `label` (the class named by an ImageNet file name
 `<wnid>_*.JPEG`), `max:LAYER` (the layer's strongest activation) or a unit `LAYER:C[@y,x]`;
-comma-separated, all computed in one compiled call per layer.
+comma-separated; the targets of one layer share one compiled call (one per chunk for IG and
+SmoothGrad).
 
 Writes into the workdir, for image i and target t: maps/<i>_<name>_<t>.png (the map),
 overlays/... (its heatmap blended over the image), panels/... (input | map | overlay, plus guided
@@ -14,6 +15,7 @@ metrics.jsonl (score of each target on each image, IG's completeness gap) and re
 """
 import functools
 import importlib.resources
+import json
 import os
 import re
 import time
@@ -22,7 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from cnn_vis import report, runs
+from cnn_vis import models, report, runs
 from cnn_vis.errors import UserError, check, choose
 from cnn_vis.techniques import gradients as G
 
@@ -65,7 +67,33 @@ def base_config(experiment: str, method: str | None = None, arg=None) -> ml_coll
 
 
 # ------------------------------------------------------------------------------------------------
-# Targets.
+# Model and targets.
+
+def load_model(config, relu_mode: str = "standard"):
+  """(module, variables, spec) as runs.model_from_config, with the ReLU backward rule `relu_mode`.
+
+  The variables of the last two (model, pretrained, seed, model_kwargs) are kept: they do not
+  depend on the ReLU rule, so a notebook, a test session or several methods in one process
+  initialise or import a model once. A checkpoint is read every time (it may have changed).
+  """
+  if config.get("checkpoint"):
+    return runs.model_from_config(config, relu_mode=relu_mode)
+  kwargs = config.get("model_kwargs") or {}
+  kwargs = kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
+  fields = (config.model, bool(config.get("pretrained", False)), int(config.get("seed", 0)),
+            json.dumps(kwargs, sort_keys=True, default=str))
+  variables, spec = _variables(fields)
+  return models.build(config.model, relu_mode, **kwargs), variables, spec
+
+
+@functools.lru_cache(maxsize=2)
+def _variables(fields):
+  model, pretrained, seed, kwargs = fields
+  config = ml_collections.ConfigDict({"model": model, "pretrained": pretrained, "seed": seed,
+                                      "model_kwargs": json.loads(kwargs), "checkpoint": ""})
+  _, variables, spec = runs.model_from_config(config)
+  return variables, spec
+
 
 def imagenet_labels(names, spec) -> np.ndarray:
   """Class index of each image from its ImageNet file name `<wnid>_...` (target `label`)."""
@@ -224,10 +252,13 @@ def module_apply(module):
 def run(config, workdir):
   method = config.method
   choose("method", method, METHODS)
-  check_settings(config, method)  # first what needs no model
-  module, variables, spec = runs.model_from_config(
-      config, relu_mode=RELU_MODE.get(method, config.get("relu_mode", "standard")))
-  names, images = runs.images_from_config(config, spec, skip_unreadable=True)
+  check_settings(config, method)  # first what needs no weights
+  names, images = runs.images_from_config(config, models.get_spec(config.model),
+                                          skip_unreadable=True)
+  if "label" in G.split_targets(str(config.targets)):
+    imagenet_labels(names, models.get_spec(config.model))
+  module, variables, spec = load_model(
+      config, RELU_MODE.get(method, config.get("relu_mode", "standard")))
   shapes = G.output_shapes(module_apply(module), variables, images.shape)
   groups = target_groups(config.targets, shapes, names, spec)
   if method == "grad_cam":

@@ -24,7 +24,7 @@ from cnn_vis import models, report, runs
 from cnn_vis.errors import UserError, check, choose
 from cnn_vis.techniques import gradients as G
 from cnn_vis.techniques import occlusion as O
-from experiments.attribution import imagenet_labels, safe_name
+from experiments.attribution import imagenet_labels, load_model, safe_name
 
 
 def target_classes(target: str, shapes: dict, names, spec) -> np.ndarray:
@@ -72,13 +72,16 @@ def upsample_rgb(picture, height: int, width: int) -> np.ndarray:
 
 
 def run(config, workdir):
-  # First what needs no weights: every image is resized to the model's input size.
+  # First what needs no weights (every image is resized to the model's input size).
   size = models.get_spec(config.model).input_size
   O.window_starts(size, config.size, config.stride)
   check(config.chunk >= 1, f"chunk must be >= 1, got {config.chunk}")
   fill = fill_value(config.fill)
-  module, variables, spec = runs.model_from_config(config)
-  names, images = runs.images_from_config(config, spec, skip_unreadable=True)
+  names, images = runs.images_from_config(config, models.get_spec(config.model),
+                                          skip_unreadable=True)
+  if config.target == "label":
+    imagenet_labels(names, models.get_spec(config.model))
+  module, variables, spec = load_model(config)
   _, height, width, _ = images.shape
   apply_fn = functools.partial(module.apply, train=False)
   shapes = G.output_shapes(apply_fn, variables, images.shape)
@@ -134,7 +137,8 @@ def run(config, workdir):
                   f"unoccluded, {record['min_prob']:.3f} at worst", rel, None))
     items.append((f"{name}: labels under the occluder", f"maps/{stem}_legend.png", text))
   report.save_image(workdir / "summary.png", report.image_grid(panels, ncols=1))
-  report.write_report(workdir, f"occlusion: {config.model}", config, [("Occlusion (Fig. 7)", items)],
+  report.write_report(workdir, f"occlusion: {config.model}", config,
+                      [("Occlusion (Fig. 7)", items)],
                       summary={"model": config.model, "images": len(names), "size": config.size,
                                "stride": config.stride, "positions": int(maps["prob"][0].size),
                                "seconds (incl. compile)": round(seconds, 2)})

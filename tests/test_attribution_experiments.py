@@ -16,6 +16,7 @@ from cnn_vis.data.images import skimage_image
 from cnn_vis.errors import UserError
 from cnn_vis.techniques import gradients as G
 from cnn_vis.techniques import occlusion as O
+from experiments import attribution
 
 CONFIGS = ["simonyan14_saliency", "springenberg15_guided_backprop", "zeiler14_deconvnet",
            "smilkov17_smoothgrad", "sundararajan17_integrated_gradients", "selvaraju17_grad_cam",
@@ -84,20 +85,31 @@ def test_configs_name_layers_of_their_models():
           assert config[key] in shapes, (name, key, config[key])
 
 
+def test_every_registered_model_has_a_grad_cam_layer():
+  for name in models.list_models():
+    module, size = models.build(name), models.get_spec(name).input_size
+    variables = jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0),
+                               jnp.zeros((1, size, size, 3)))
+    shapes = G.output_shapes(functools.partial(module.apply, train=False), variables,
+                             (1, size, size, 3))
+    assert len(shapes[attribution.LAST_CONV[name]]) == 4, name
+
+
 @pytest.mark.parametrize("name,overrides,match", [
     ("simonyan14_saliency", {"targets": "conv9:1"}, "unknown layer 'conv9'"),
-    ("simonyan14_saliency", {"targets": "conv5:999"}, "channel 999 out of range"),
     ("simonyan14_saliency", {"method": "lime"}, "unknown method 'lime'"),
     ("sundararajan17_integrated_gradients", {"steps": 0}, "steps must be >= 1, got 0"),
     ("sundararajan17_integrated_gradients", {"baseline": "blue"}, "unknown baseline 'blue'"),
     ("smilkov17_smoothgrad", {"samples": 0}, "samples must be >= 1"),
-    ("selvaraju17_grad_cam", {"layer": "fc7"}, "Grad-CAM needs a conv layer"),
     ("zeiler14_occlusion", {"size": 40}, "window 40 is larger than the image"),
-    ("zeiler14_occlusion", {"feature_layer": "conv9"}, "unknown layer 'conv9'"),
     ("zeiler14_occlusion", {"target": "label"}, "target label needs an ImageNet model"),
+    ("simonyan14_saliency", {"targets": "predicted,label"}, "target label needs an ImageNet model"),
     ("zeiler14_occlusion", {"fill": "grey"}, "cannot parse fill 'grey'"),
 ])
 def test_bad_input_is_a_one_line_error_and_writes_nothing(name, overrides, match, tmp_path):
+  """Settings are checked before the model is built; layers and units (which need the model's
+  shapes; out-of-range units and non-conv Grad-CAM layers are in test_gradients.py) before the
+  workdir is created."""
   workdir = tmp_path / "run"
   with pytest.raises(UserError, match=match) as info:
     main.run(_config(name, **overrides), str(workdir))
@@ -138,7 +150,7 @@ def test_pretrained_maps_put_their_mass_on_the_cat():
   images = jnp.asarray(np.stack([image for image, _ in scenes]))
   boxes = [box for _, box in scenes]
   area = (boxes[0][1] - boxes[0][0]) * (boxes[0][3] - boxes[0][2]) / 224 ** 2
-  logits, _ = apply_fn(variables, images)
+  logits, _ = jax.jit(apply_fn)(variables, images)
   predicted = np.argmax(np.asarray(logits), axis=-1)
   cats = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
   assert all(int(c) in cats for c in predicted), [spec.class_names[int(c)] for c in predicted]

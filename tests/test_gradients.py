@@ -83,7 +83,7 @@ def test_standard_mode_equals_jax_grad(alexnet):
   apply_fn, variables = alexnet
   images = _images(2)
   shapes = G.output_shapes(apply_fn, variables, images.shape)
-  logits, acts = apply_fn(variables, images)
+  logits, acts = jax.jit(apply_fn)(variables, images)
   groups = G.parse_targets("predicted,class:3,max:conv3,conv3:2@1,5,conv3:7", shapes)
   assert [(layer, texts) for layer, _, texts in groups] == \
       [(None, ["predicted", "class:3"]), ("conv3", ["max:conv3", "conv3:2@1,5", "conv3:7"])]
@@ -111,7 +111,7 @@ def test_spatial_rules_equal_jax_grad(gapnet, spatial):
   result = G.gradients(apply_fn, variables, images, G.Units.make([7, 11]), layer="conv2",
                        spatial=spatial)
   if spatial == "max":
-    conv2 = np.asarray(apply_fn(variables, images)[1]["conv2"])
+    conv2 = np.asarray(jax.jit(apply_fn)(variables, images)[1]["conv2"])
     for n in range(2):
       c, y, x = (int(v[0, n]) for v in result.units)
       assert conv2[n, y, x, c] == conv2[n, ..., c].max()
@@ -133,7 +133,8 @@ def test_gradients_equal_central_finite_differences(alexnet):
         value = lambda image: reference(variables64, image, *unit)[0]
         for _ in range(3):  # random directions
           direction = jnp.asarray(rng.normal(size=images.shape[1:]))
-          numeric = (value(images[n] + eps * direction) - value(images[n] - eps * direction)) / (2 * eps)
+          numeric = (value(images[n] + eps * direction)
+                     - value(images[n] - eps * direction)) / (2 * eps)
           analytic = jnp.vdot(result.values[0, n], direction)
           assert abs(numeric - analytic) <= 1e-6 * (abs(numeric) + 1e-3), (layer, numeric, analytic)
         for _ in range(3):  # single pixels
@@ -222,25 +223,30 @@ def test_quadrature_rules(rule):
           "riemann_trapezoid": alphas[0] == 0 and alphas[-1] == 1}.get(rule, True)
 
 
+@pytest.fixture(scope="module")
+def smoothnet():
+  module = SmoothNet()
+  variables = jax.jit(module.init)(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))
+  return _apply(module), jax.tree_util.tree_map(lambda v: 2 * v, variables)
+
+
 @pytest.mark.parametrize("rule,steps", [("riemann_trapezoid", 64), ("gausslegendre", 64),
                                         ("riemann_right", 2048)])
-def test_integrated_gradients_completeness(rule, steps):
+def test_integrated_gradients_completeness(smoothnet, rule, steps):
   # Sum of attributions = S(x) - S(x') within 1%. Left/right Riemann sums are first order
   # (error ~ (g(1) - g(0)) / 2m), so they need more steps than the second-order rules.
+  apply_fn, variables = smoothnet
   images = _images(2, size=16)
-  module = SmoothNet()
-  variables = jax.tree_util.tree_map(lambda v: 2 * v, jax.jit(module.init)(jax.random.PRNGKey(0),
-                                                                            images))
-  apply_fn = _apply(module)
   result = G.integrated_gradients(apply_fn, variables, images, G.Units.make([-1, 2]),
-                                  baseline=0.0, steps=steps, rule=rule, chunk=min(steps, 256))
+                                  baseline=0.0, steps=steps, rule=rule, chunk=64)
   total = np.asarray(result.values.sum(axis=(2, 3, 4)))
   delta = np.asarray(result.scores - result.baseline_scores)
   assert np.abs(delta).min() > 0.05, delta  # a non-trivial difference to account for
   np.testing.assert_allclose(total, delta, rtol=0.01)
-  logits = apply_fn(variables, images)[0]
+  forward = jax.jit(apply_fn)
+  logits = forward(variables, images)[0]
   np.testing.assert_allclose(result.scores[1], logits[:, 2], rtol=1e-5)
-  np.testing.assert_allclose(result.baseline_scores[1], apply_fn(variables, 0 * images)[0][:, 2],
+  np.testing.assert_allclose(result.baseline_scores[1], forward(variables, 0 * images)[0][:, 2],
                              rtol=1e-5)
 
 
@@ -313,7 +319,7 @@ def test_grad_cam_equals_cam_on_a_global_average_pooling_net(gapnet):
   apply_fn, variables = gapnet
   images = _images(2, size=16, seed=9)
   result = G.grad_cam(apply_fn, variables, images, G.Units.make([-1, 4]), "conv2")
-  _, acts = apply_fn(variables, images)
+  _, acts = jax.jit(apply_fn)(variables, images)
   head = np.asarray(acts["conv2"])
   kernel = np.asarray(variables["params"]["fc"]["kernel"])
   for u in range(2):
@@ -333,12 +339,13 @@ def test_activation_gradients_equal_finite_differences(alexnet):
     images = jnp.asarray(_images(2), jnp.float64)
     grads, activation = G.activation_gradients(apply_fn, variables64, images, G.Units.make([6]),
                                                "conv3")
-    _, acts = apply_fn(variables64, images)
+    _, acts = jax.jit(apply_fn)(variables64, images)
     np.testing.assert_allclose(activation, acts["conv3"], rtol=1e-10, atol=1e-12)
     perturbed = jax.jit(G.with_perturbation(apply_fn, "conv3"))
     zero = jnp.zeros_like(acts["conv3"])
     logits0, acts0 = perturbed(variables64, images, zero)
-    np.testing.assert_allclose(logits0, apply_fn(variables64, images)[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(logits0, jax.jit(apply_fn)(variables64, images)[0], rtol=1e-10,
+                               atol=1e-12)
     direction = jnp.asarray(np.random.default_rng(1).normal(size=zero.shape))
     eps = 1e-5
     shifted = perturbed(variables64, images, eps * direction)[1]["conv3"]

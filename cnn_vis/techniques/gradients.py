@@ -105,12 +105,13 @@ def _parse_target(text: str, shapes: dict) -> tuple[str | None, tuple[int, int, 
     choose("layer", layer, [k for k in shapes if k is not None])
     return layer, (-1, -1, -1)
   unit = check_unit(parse_unit(text), {k: v for k, v in shapes.items() if k is not None})
-  return unit.layer, (unit.channel, -1 if unit.y is None else unit.y, -1 if unit.x is None else unit.x)
+  position = (-1, -1) if unit.y is None else (unit.y, unit.x)
+  return unit.layer, (unit.channel, *position)
 
 
 def split_targets(text: str) -> list[str]:
-  """"predicted,conv5:3@6,6" -> ["predicted", "conv5:3@6,6"]: a bare integer after a comma is the x
-  of the unit before it."""
+  """Splits "predicted,conv5:3@6,6" into ["predicted", "conv5:3@6,6"]: a bare integer after a
+  comma is the x of the unit before it."""
   pieces = []
   for piece in (p.strip() for p in text.split(",")):
     if pieces and re.fullmatch(r"-?\d+", piece) and "@" in pieces[-1] and "," not in pieces[-1]:
@@ -120,7 +121,8 @@ def split_targets(text: str) -> list[str]:
   return [p for p in pieces if p]
 
 
-def parse_targets(texts: Sequence[str] | str, shapes: dict) -> list[tuple[str | None, Units, list[str]]]:
+def parse_targets(texts: Sequence[str] | str,
+                  shapes: dict) -> list[tuple[str | None, Units, list[str]]]:
   """Target strings grouped by layer: [(layer, Units (U,), the strings)], in first-seen order.
 
   A target is `predicted` (the top class score), `class:N` (score of class N, pre-softmax),
@@ -235,7 +237,7 @@ def saliency(grads):
 
 
 def _padded(values: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-  """values (S,) padded to a multiple of chunk, reshaped (S / chunk, chunk); and a 0/1 valid mask."""
+  """values (S,) padded to a multiple of chunk, reshaped (S / chunk, chunk); and a 0/1 mask."""
   pad = -len(values) % chunk
   valid = np.concatenate([np.ones(len(values)), np.zeros(pad)]).astype(np.float32)
   values = np.concatenate([values, np.repeat(values[-1:], pad)])
@@ -407,8 +409,9 @@ def activation_gradients(apply_fn, variables, images, units: Units, conv_layer: 
   _check_spatial(spatial)
   _, acts = jax.eval_shape(apply_fn, variables, images)
   choose("layer", conv_layer, acts)
-  check(acts[conv_layer].ndim == 4, f"layer {conv_layer} has no spatial positions (shape "
-                                    f"{tuple(acts[conv_layer].shape)}); Grad-CAM needs a conv layer")
+  check(acts[conv_layer].ndim == 4,
+        f"layer {conv_layer} has no spatial positions (shape {tuple(acts[conv_layer].shape)}); "
+        "Grad-CAM needs a conv layer")
   perturbed = with_perturbation(apply_fn, conv_layer)
 
   def fn(delta):

@@ -72,7 +72,8 @@ def _take(values, index):
   return jnp.take_along_axis(values, index[:, None], axis=1)[:, 0]
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "size", "stride", "feature_layer", "chunk"))
+@functools.partial(jax.jit,
+                   static_argnames=("apply_fn", "size", "stride", "feature_layer", "chunk"))
 def occlusion(apply_fn, variables, images, classes=-1, fill=0.5, *, size: int, stride: int,
               feature_layer: str | None = None, chunk: int = 64) -> OcclusionMaps:
   """Maps of class probability, score, top label and strongest feature map over window positions.
