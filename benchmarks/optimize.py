@@ -1,16 +1,19 @@
 """Rendering many units at once: one vmapped call vs sequential calls vs a PyTorch loop.
 
   /work/venv/bin/python benchmarks/optimize.py                       # 64 units, 128 px, 256 steps
-  /work/venv/bin/python benchmarks/optimize.py --steps=64 --sequential_units=16
+  /work/venv/bin/python benchmarks/optimize.py --steps=64 --sequential_units=8 --loops=dispatch
 
 Task: activation maximisation of `--units` channels of torchvision-layout AlexNet's conv5 (centre
 position), each its own image of --size x --size pixels, Adam lr 0.05 for --steps steps from the
-mean pixel + 0.1 N(0, 1), no transforms or regularisers, so all three implementations do the
-same arithmetic on the same random weights (torchvision's init, converted to Flax with
+mean pixel + 0.1 N(0, 1), no transforms or regularisers, so all implementations do the same
+arithmetic on the same random weights (torchvision's init, converted to Flax with
 cnn_vis.pretrained.convert):
-- ours, vmapped: cnn_vis.techniques.optimize.render, all units in ONE compiled call;
-- ours, sequential: the same compiled function called once per unit (--sequential_units of
-  them, timed and scaled to --units);
+- ours, vmapped, loop=scan: cnn_vis.techniques.optimize.render_jit, all units and steps in ONE
+  compiled call;
+- ours, vmapped, loop=dispatch: the one compiled vmapped step called once per step (the CPU
+  default, see optimize.py);
+- ours, sequential: one unit per call, the same way (--sequential_units of them, timed and
+  scaled to --units);
 - reference: a PyTorch loop (torch.optim.Adam) over a batch holding every unit's image, the
   usual PyTorch way (one unit per batch element, summed objectives).
 Compile time is reported apart from run time. Ratios > 1 mean ours is faster; the last line is
@@ -69,6 +72,42 @@ def torch_render(net, init: np.ndarray, channels: np.ndarray, steps: int, lr: fl
   return x.detach().numpy().transpose(0, 2, 3, 1), reached.numpy()
 
 
+def time_ours(mode, apply_fn, recipe, variables, settings, keys, n, n_seq, chunk) -> dict:
+  """Compile and run times of all units vmapped, and of n_seq units one by one (scaled to n)."""
+  out = {}
+  for name, count in (("vmapped", n), ("sequential", n_seq)):
+    subset = {k: v[:count] for k, v in settings.items()}
+    calls = [({k: v[i:i + 1] for k, v in settings.items()}, keys[i:i + 1]) for i in range(count)] \
+        if name == "sequential" else [(subset, keys[:count])]
+    if mode == "scan":
+      t = time.perf_counter()
+      compiled = optimize.render_jit.lower(apply_fn, CentreUnit(), recipe, variables,
+                                           *calls[0], chunk=chunk).compile()
+      out[f"{name}_compile_s"] = time.perf_counter() - t
+      run = lambda s, k, c=compiled: c(variables, s, k)
+    else:
+      # compile the step (and helpers) on a 1-step recipe of the same shapes
+      t = time.perf_counter()
+      warm = dataclasses.replace(recipe, phases=((1, 1.0),))
+      optimize.render_dispatch(apply_fn, CentreUnit(), warm, variables, *calls[0],
+                               chunk=chunk).images.block_until_ready()
+      out[f"{name}_compile_s"] = time.perf_counter() - t
+      run = lambda s, k: optimize.render_dispatch(apply_fn, CentreUnit(), recipe, variables, s, k,
+                                                  chunk=chunk)
+    t = time.perf_counter()
+    for s, k in calls:
+      last = run(s, k)
+      last.images.block_until_ready()
+    out[f"{name}_run_s"] = (time.perf_counter() - t) * (n / count)
+    if name == "vmapped":
+      out["result"] = last
+    print(f"ours, loop={mode}, {name}: compile {out[f'{name}_compile_s']:.1f} s, run "
+          f"{out[f'{name}_run_s']:.1f} s" + (f" ({count} of {n} units run, scaled)" if count < n
+                                             else "")
+          + f" -> {n / out[f'{name}_run_s']:.3f} units/s", flush=True)
+  return out
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--units", type=int, default=64)
@@ -77,6 +116,11 @@ def main():
   parser.add_argument("--lr", type=float, default=0.05)
   parser.add_argument("--sequential_units", type=int, default=0,
                       help="units actually run one by one (0: all); the time is scaled to --units")
+  parser.add_argument("--chunk", type=int, default=0,
+                      help="vmapped renders run in chunks of this many units (0: all at once)")
+  parser.add_argument("--loops", default="scan,dispatch",
+                      help="our loop modes to time (comma-separated: scan, dispatch); the first "
+                           "is the one compared with the others")
   args = parser.parse_args()
   n, size, steps = args.units, args.size, args.steps
   n_seq = args.sequential_units or n
@@ -102,34 +146,15 @@ def main():
         f"({jax.devices()[0].platform}), torch {torch.__version__}, {os.cpu_count()} CPUs",
         flush=True)
 
-  # ours, one vmapped call
-  t = time.perf_counter()
-  compiled = optimize.render_jit.lower(apply_fn, CentreUnit(), recipe, variables, settings,
-                                       keys).compile()
-  compile_vmap = time.perf_counter() - t
-  t = time.perf_counter()
-  result = compiled(variables, settings, keys)
-  result.images.block_until_ready()
-  run_vmap = time.perf_counter() - t
-  print(f"ours vmapped:   compile {compile_vmap:.1f} s, run {run_vmap:.1f} s "
-        f"-> {n / run_vmap:.2f} units/s", flush=True)
-
-  # ours, one call per unit (one compiled function reused)
-  one = {k: v[:1] for k, v in settings.items()}
-  t = time.perf_counter()
-  compiled_one = optimize.render_jit.lower(apply_fn, CentreUnit(), recipe, variables, one,
-                                           keys[:1]).compile()
-  compile_seq = time.perf_counter() - t
-  t = time.perf_counter()
-  for i in range(n_seq):
-    out = compiled_one(variables, {k: v[i:i + 1] for k, v in settings.items()}, keys[i:i + 1])
-    out.images.block_until_ready()
-  run_seq = (time.perf_counter() - t) * n / n_seq
-  print(f"ours sequential: compile {compile_seq:.1f} s, run {run_seq:.1f} s "
-        f"({n_seq} of {n} units run, scaled) -> {n / run_seq:.2f} units/s", flush=True)
+  loops = [m.strip() for m in args.loops.split(",") if m.strip()]
+  timings = {}
+  for mode in loops:
+    timings[mode] = time_ours(mode, apply_fn, recipe, variables, settings, keys, n, n_seq,
+                              args.chunk or None)
+  result = timings[loops[0]]["result"]
 
   # PyTorch reference, batched loop (one warm-up step first: thread pools, allocator)
-  torch_render(features, init[:2], channels[:2], 1, args.lr)
+  torch_render(features, init, channels, 1, args.lr)
   t = time.perf_counter()
   torch_images, torch_reached = torch_render(features, init, channels, steps, args.lr)
   run_torch = time.perf_counter() - t
@@ -146,20 +171,24 @@ def main():
         f"difference| {image_diff:.2e}; mean activation reached: ours {ours_reached.mean():.3f}, "
         f"torch {torch_reached.mean():.3f}; units with a non-zero objective: "
         f"{int((torch_reached > 0).sum())} of {n}", flush=True)
-  summary = {
-      "task": f"{n} units alexnet_torchvision {LAYER}, {size}px, {steps} adam steps",
-      "units": n, "size": size, "steps": steps, "sequential_units_run": n_seq,
-      "vmapped_compile_s": round(compile_vmap, 2), "vmapped_run_s": round(run_vmap, 2),
-      "sequential_compile_s": round(compile_seq, 2), "sequential_run_s": round(run_seq, 2),
-      "torch_run_s": round(run_torch, 2),
-      "vmapped_units_per_s": round(n / run_vmap, 3),
-      "sequential_units_per_s": round(n / run_seq, 3),
-      "torch_units_per_s": round(n / run_torch, 3),
-      "vmapped_vs_sequential_ratio": round(run_seq / run_vmap, 3),
-      "vmapped_vs_torch_ratio": round(run_torch / run_vmap, 3),
-      "vmapped_with_compile_vs_torch_ratio": round(run_torch / (run_vmap + compile_vmap), 3),
-      "max_relative_activation_difference": agreement,
-  }
+  summary = {"task": f"{n} units alexnet_torchvision {LAYER}, {size}px, {steps} adam steps",
+             "units": n, "size": size, "steps": steps, "sequential_units_run": n_seq,
+             "chunk": args.chunk,
+             "torch_run_s": round(run_torch, 2), "torch_units_per_s": round(n / run_torch, 4),
+             "max_relative_activation_difference": agreement}
+  for mode, t in timings.items():
+    for key in ("vmapped_compile_s", "vmapped_run_s", "sequential_compile_s", "sequential_run_s"):
+      summary[f"{mode}_{key}"] = round(t[key], 2)
+    summary[f"{mode}_vmapped_units_per_s"] = round(n / t["vmapped_run_s"], 4)
+    summary[f"{mode}_sequential_units_per_s"] = round(n / t["sequential_run_s"], 4)
+    summary[f"{mode}_vmapped_vs_sequential_ratio"] = round(
+        t["sequential_run_s"] / t["vmapped_run_s"], 3)
+    summary[f"{mode}_vmapped_vs_torch_ratio"] = round(run_torch / t["vmapped_run_s"], 3)
+    summary[f"{mode}_vmapped_with_compile_vs_torch_ratio"] = round(
+        run_torch / (t["vmapped_run_s"] + t["vmapped_compile_s"]), 3)
+  if "scan" in timings and "dispatch" in timings:
+    summary["dispatch_vs_scan_ratio"] = round(timings["scan"]["vmapped_run_s"]
+                                              / timings["dispatch"]["vmapped_run_s"], 3)
   print(json.dumps(summary))
 
 

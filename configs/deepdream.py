@@ -31,6 +31,9 @@ def get_config(arg=None):
   config.iter_n = 10                 # deepdream iter_n
   config.octave_n = 4                # deepdream octave_n
   config.octave_scale = 1.4          # deepdream octave_scale
+  # scan: each render is ONE compiled call; dispatch: one compiled vmapped step called per step
+  # (same images, several times faster on CPU); auto: dispatch on CPU, scan on accelerators.
+  config.loop = "auto"
   if arg == "smoke":
     # random weights, torchvision AlexNet's conv stack (any input size >= 67 px) with tiny fc layers
     config.model = "alexnet_torchvision"

@@ -40,6 +40,9 @@ def get_config(arg=None):
   config.clip = True                # not in the paper: keep pixels in [0, 1]
   config.shift_check = 8            # classify again after a random shift of up to 8 px (0: off)
   config.chunk = 0                  # settings per vmapped chunk (0: all at once)
+  # scan: each render is ONE compiled call; dispatch: one compiled vmapped step called per step
+  # (same images, several times faster on CPU); auto: dispatch on CPU, scan on accelerators.
+  config.loop = "auto"
   if arg == "paper":
     config.jitter = 0
     config.clip = False

@@ -12,8 +12,8 @@ Presets 1-4 are Table 1's rows (PAPERS.md §5), with lr converted to [0, 1] pixe
 cnn_vis/techniques/activation_max.py); preset 3 made most of the paper's images. The paper's
 CaffeNet has no public weights here, so the default is the pretrained EfficientNet-Lite0 and its
 class units (`logits`, the pre-softmax scores, the paper's fc8); the toolbox's demo unit is fc8
-130 (flamingo). `:conv` renders 64 units of a middle layer (block8, centre position), all in one
-compiled vmapped call.
+130 (flamingo). `:conv` renders 64 units of a middle layer (block8, centre position), all
+vmapped together (`--config.loop=scan`: in one compiled call).
 """
 import ml_collections
 
@@ -45,6 +45,9 @@ def get_config(arg=None):
   # optimised (the .npy files always are); auto: stretch for presets 1-4, raw for olah17.
   config.display = "auto"
   config.chunk = 0                  # settings per vmapped chunk (0: all at once)
+  # scan: each render is ONE compiled call; dispatch: one compiled vmapped step called per step
+  # (same images, several times faster on CPU); auto: dispatch on CPU, scan on accelerators.
+  config.loop = "auto"
   if arg == "conv":
     config.units = "block8:0-63"
     config.image_size = 128

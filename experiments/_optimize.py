@@ -84,3 +84,10 @@ def key(config):
 
 def chunk(config):
   return int(config.get("chunk", 0) or 0) or None
+
+
+def loop(config) -> str:
+  """config.loop: scan (one compiled call per render) | dispatch | auto (by backend)."""
+  mode = config.get("loop", "auto") or "auto"
+  choose("loop", mode, optimize.LOOPS)
+  return mode

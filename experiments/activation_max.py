@@ -1,5 +1,5 @@
-"""Activation maximisation (Yosinski et al. 2015, §3; Olah et al. 2017): one image per unit (x every
-swept hyperparameter), all units of a layer in one compiled vmapped call.
+"""Activation maximisation (Yosinski et al. 2015, §3; Olah et al. 2017): one image per unit (x
+every swept hyperparameter), all units of a layer vmapped together.
 
 config.units: e.g. 'conv1:0-95', 'logits:130,logits:1', 'block8:3@7,7' (several layers: one call
 each). config.preset: 1-4 (Table 1 of the paper) or olah17. Hyperparameter fields left empty take
@@ -35,6 +35,7 @@ def run(config, workdir):
             if name in base or config.get(name)}
   steps = int(config.steps or base["steps"])
   check(steps > 0, f"steps must be > 0, got {steps}")
+  _optimize.loop(config)
   workdir = runs.start_run(config, workdir)
   sections, summary = [], {"model": config.model, "preset": config.preset, "units": len(units),
                            "image_size": size, "steps": steps}
@@ -43,8 +44,8 @@ def run(config, workdir):
     items, values, labels = _optimize.product(layer_units, sweeps)
     result = am.maximize(fn, variables, items, size=size, center=optimize.model_mean(module),
                          key=_optimize.key(config), preset_name=config.preset,
-                         spatial=config.spatial, chunk=_optimize.chunk(config), steps=steps,
-                         **values)
+                         spatial=config.spatial, chunk=_optimize.chunk(config),
+                         loop=_optimize.loop(config), steps=steps, **values)
     reached = np.asarray(am.unit_values(fn, variables, result.images, items, config.spatial))
     tiles = []
     for unit, label, value in zip(items, labels, reached):

@@ -1,5 +1,5 @@
 """Class model visualisation (Simonyan et al. 2014, §2): one image per class (x lambda x lr), all
-in one compiled call; each is classified by the same model as it is and after a random shift.
+vmapped in one render; each is classified by the same model as it is and after a random shift.
 
 Writes class_models.png (one labelled tile per class/setting), class_models.npy, metrics.jsonl
 (one line per tile: class, probability, top-1, top-1 after the shift) and report.html.
@@ -42,12 +42,13 @@ def run(config, workdir):
       "l2": _optimize.values(config, "l2", class_model.DEFAULTS["l2"]),
       "lr": _optimize.values(config, "lr", class_model.DEFAULTS["lr"])})
   transforms = (("jitter", int(config.jitter)),) if config.jitter else ()
+  _optimize.loop(config)
   workdir = runs.start_run(config, workdir)
   result = class_model.class_models(
       fn, variables, np.array(items), size=size, center=optimize.model_mean(module),
       key=_optimize.key(config), l2=sweep["l2"], lr=sweep["lr"], steps=config.steps,
       optimizer=config.optimizer, transforms=transforms, clip=config.clip,
-      chunk=_optimize.chunk(config))
+      chunk=_optimize.chunk(config), loop=_optimize.loop(config))
   images = np.asarray(result.images)
   probs = np.asarray(class_model.classify(fn, variables, result.images))
   shift = int(config.shift_check)
@@ -81,5 +82,6 @@ def run(config, workdir):
                    for r in rows)
   report.write_report(workdir, f"class models: {config.model}", config,
                       [("Class models (Simonyan et al. 2014, §2)",
-                        [("one tile per class (rows: settings)", grid, text)])], summary=summary)
+                        [("one tile per class and setting (a row per class when sweeping)",
+                          grid, text)])], summary=summary)
   return summary

@@ -44,6 +44,7 @@ def run(config, workdir):
   height, width = loaded[0][1].shape[:2]
   _, acts = jax.eval_shape(fn, variables, jax.ShapeDtypeStruct((1, height, width, 3), np.float32))
   choose("layer", config.layer, acts)       # before writing anything
+  _optimize.loop(config)
   workdir = runs.start_run(config, workdir)
   by_shape = {}
   for i, (_, image) in enumerate(loaded):
@@ -55,7 +56,8 @@ def run(config, workdir):
     dreams, records = deepdream.deepdream(
         fn, variables, batch, config.layer, key=_optimize.key(config), iter_n=config.iter_n,
         octave_n=config.octave_n, octave_scale=config.octave_scale,
-        step_size=np.asarray(sweep["step_size"], np.float32) / 255.0, jitter=config.jitter)
+        step_size=np.asarray(sweep["step_size"], np.float32) / 255.0, jitter=config.jitter,
+        loop=_optimize.loop(config))
     dreams = np.asarray(dreams)
     for j, i in enumerate(index):
       name = loaded[i][0]

@@ -1,6 +1,6 @@
 """Feature inversion (Mahendran & Vedaldi 2015): reconstruct each image of config.images from its
-own features at each layer of config.layers (x every swept lambda_TV), one compiled vmapped call
-per layer, and report the normalised reconstruction error ||Phi(x) - Phi0||^2 / ||Phi0||^2 and
+own features at each layer of config.layers (x every swept lambda_TV), one vmapped render per
+layer, and report the normalised reconstruction error ||Phi(x) - Phi0||^2 / ||Phi0||^2 and
 whether the reconstruction keeps the original's top-1 class.
 
 Writes inversion.png (a row per image/setting: original, then one tile per layer),
@@ -31,6 +31,7 @@ def run(config, workdir):
         f"config.phases must be (steps, lr factor) pairs with steps > 0, got {config.phases}")
   optimizer_kwargs = (("momentum", float(config.momentum)),) if config.optimizer == "sgd" \
       and config.momentum else ()
+  _optimize.loop(config)
   workdir = runs.start_run(config, workdir)
   original_top1 = np.asarray(class_model.classify(fn, variables, images)).argmax(-1)
   rows, tiles, columns = [], {}, []
@@ -42,7 +43,8 @@ def run(config, workdir):
         key=_optimize.key(config), tv=sweep["tv"], alpha_norm=config.alpha_norm,
         alpha=config.alpha, tv_beta=config.tv_beta, lr=config.lr, phases=phases,
         optimizer=config.optimizer, optimizer_kwargs=optimizer_kwargs,
-        init_scale=config.init_scale, chunk=_optimize.chunk(config))
+        init_scale=config.init_scale, chunk=_optimize.chunk(config),
+        loop=_optimize.loop(config))
     errors = np.asarray(inversion.normalized_error(fn, variables, result.images, targets, layer))
     top1 = np.asarray(class_model.classify(fn, variables, np.clip(result.images, 0, 1))).argmax(-1)
     np.save(workdir / f"inversion_{layer}.npy", np.asarray(result.images))

@@ -236,25 +236,43 @@ def test_l2_class_model_reaches_the_closed_form_optimum():
   assert result.losses.shape == (4, 300) and result.totals.shape == (4, 300)
 
 
+# One recipe and settings for the two driver tests below, so they share compiled code.
+_RECIPE = opt.Recipe(6, 5, phases=((12, 1.0), (6, 0.1)), optimizer="adam",
+                     transforms=(("jitter", 1),), blur_radius=2, clip=True)
+
+
+def _settings():
+  return opt.stack_settings(4, class_index=np.arange(4) % 3, lr=np.linspace(0.01, 0.04, 4),
+                            l2=0.1, tv=np.linspace(0, 1, 4), blur_width=0.5, blur_every=4,
+                            decay=0.01, norm_pct=10.0, contrib_pct=10.0,
+                            center=jnp.full((3,), 0.5))
+
+
 def test_one_vmapped_call_equals_sequential_calls_and_compiles_once():
   net, variables = _linear()
-  recipe = opt.Recipe(6, 5, phases=((20, 1.0), (10, 0.1)), optimizer="adam",
-                      transforms=(("jitter", 1),), blur_radius=2)
-  settings = opt.stack_settings(5, class_index=np.arange(5) % 3, lr=np.linspace(0.01, 0.05, 5),
-                                l2=0.1, tv=np.linspace(0, 1, 5), blur_width=0.5, blur_every=4,
-                                decay=0.01, norm_pct=10.0, contrib_pct=10.0,
-                                center=jnp.full((3,), 0.5))
-  keys = jax.random.split(jax.random.PRNGKey(0), 5)
+  settings = _settings()
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
   before = opt.render_jit._cache_size()
-  together = opt.render_jit(net, Score(), recipe, variables, settings, keys)
+  together = opt.render_jit(net, Score(), _RECIPE, variables, settings, keys)
   assert opt.render_jit._cache_size() == before + 1
-  for i in range(5):
+  for i in range(4):
     one = {k: v[i:i + 1] for k, v in settings.items()}
-    alone = opt.render_jit(net, Score(), recipe, variables, one, keys[i:i + 1])
+    alone = opt.render_jit(net, Score(), _RECIPE, variables, one, keys[i:i + 1])
     np.testing.assert_allclose(np.asarray(alone.images[0]), np.asarray(together.images[i]),
                                atol=1e-5)
-  chunked = opt.render_jit(net, Score(), recipe, variables, settings, keys, chunk=2)
-  np.testing.assert_allclose(np.asarray(chunked.images), np.asarray(together.images), atol=1e-5)
+
+
+def test_dispatch_loop_and_chunks_equal_the_single_compiled_call():
+  net, variables = _linear()
+  results = [opt.render(net, variables, Score(), _settings(), jax.random.PRNGKey(0), _RECIPE,
+                        loop=loop, chunk=chunk)
+             for loop, chunk in [("scan", None), ("dispatch", None), ("scan", 2), ("dispatch", 2)]]
+  for other in results[1:]:
+    for a, b in zip(results[0], other):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+  with pytest.raises(UserError, match="unknown loop 'python'"):
+    opt.render(net, variables, Score(), _settings(), jax.random.PRNGKey(0), _RECIPE,
+               loop="python")
 
 
 def test_fourier_parameterisation_optimises_through_the_driver():
@@ -299,3 +317,4 @@ def test_check_image_rejects_non_finite_and_bad_shapes():
     opt.check_image(np.full((4, 4, 3), np.nan))
   with pytest.raises(UserError, match="HxWx3"):
     opt.check_image(np.zeros((4, 4)))
+

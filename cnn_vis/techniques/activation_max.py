@@ -105,8 +105,9 @@ def unit_positions(units, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def maximize(apply_fn, variables, units, *, size: int, center, key, preset_name: str = "3",
-             spatial: str = "center", chunk: int | None = None, **overrides) -> optimize.Result:
-  """Renders every unit (all on one layer) with a preset, in one compiled vmapped call.
+             spatial: str = "center", chunk: int | None = None, loop: str = "auto",
+             **overrides) -> optimize.Result:
+  """Renders every unit (all on one layer) with a preset, all vmapped in one render.
 
   units: Units (see cnn_vis.models.units); overrides: any preset value; hyperparameters
   (lr, decay, blur_width, blur_every, norm_pct, contrib_pct, max_lr, desired_prog) may be (S,)
@@ -130,7 +131,7 @@ def maximize(apply_fn, variables, units, *, size: int, center, key, preset_name:
                            blur_radius=optimize.max_blur_radius(cfg.get("blur_width", 0.0)))
   try:
     return optimize.render(apply_fn, variables, UnitObjective(layers[0], spatial), settings, key,
-                           recipe, chunk=chunk)
+                           recipe, chunk=chunk, loop=loop)
   except optimize.DivergedError as e:
     raise optimize.DivergedError(f"{e} (units {', '.join(map(str, units[:4]))}...)") from None
 

@@ -51,8 +51,8 @@ def num_classes(apply_fn, variables, size: int) -> int:
 def class_models(apply_fn, variables, classes, *, size: int, center, key, l2=DEFAULTS["l2"],
                  lr=DEFAULTS["lr"], steps: int = DEFAULTS["steps"],
                  optimizer: str = DEFAULTS["optimizer"], transforms=(), clip: bool = False,
-                 chunk: int | None = None) -> optimize.Result:
-  """One class model per entry of `classes` (S,), all in one compiled call.
+                 chunk: int | None = None, loop: str = "auto") -> optimize.Result:
+  """One class model per entry of `classes` (S,), all vmapped in one render (optimize.render).
 
   l2 and lr: scalars or (S,) arrays (a lambda sweep is `classes` repeated with l2 varying).
   center: the model's mean pixel (3,) in [0, 1], the zero image of the paper.
@@ -69,7 +69,8 @@ def class_models(apply_fn, variables, classes, *, size: int, center, key, l2=DEF
                                      lr=lr, center=center, init=zero_image)
   recipe = optimize.Recipe(size, size, phases=((int(steps), 1.0),), optimizer=optimizer,
                            transforms=optimize.check_transforms(transforms), clip=clip)
-  return optimize.render(apply_fn, variables, ClassScore(), settings, key, recipe, chunk=chunk)
+  return optimize.render(apply_fn, variables, ClassScore(), settings, key, recipe, chunk=chunk,
+                         loop=loop)
 
 
 def classify(apply_fn, variables, images):

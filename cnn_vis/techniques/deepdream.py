@@ -63,7 +63,7 @@ def resize(images, shape):
 
 def deepdream(apply_fn, variables, images, layer: str, *, key, iter_n: int = ITER_N,
               octave_n: int = OCTAVE_N, octave_scale: float = OCTAVE_SCALE,
-              step_size=STEP_SIZE, jitter: int = JITTER):
+              step_size=STEP_SIZE, jitter: int = JITTER, loop: str = "auto"):
   """Dreams every image of (N, H, W, 3) at `layer`; returns (images (N, H, W, 3), records), one
   record per octave (smallest first) with its shape and ||a||^2 before and after its steps."""
   images = optimize.check_image(images, "image to dream")
@@ -90,7 +90,7 @@ def deepdream(apply_fn, variables, images, layer: str, *, key, iter_n: int = ITE
     recipe = optimize.Recipe(oh, ow, phases=((int(iter_n), 1.0),), optimizer="mean_abs",
                              transforms=(("jitter", int(jitter)),) if jitter else (), clip=True)
     result = optimize.render(apply_fn, variables, L2Objective(layer), settings,
-                             jax.random.fold_in(key, i), recipe)
+                             jax.random.fold_in(key, i), recipe, loop=loop)
     before = layer_energy(apply_fn, variables, start, layer)
     after = layer_energy(apply_fn, variables, result.images, layer)
     records.append({"octave": i, "height": oh, "width": ow,

@@ -92,8 +92,8 @@ def normalized_error(apply_fn, variables, images, targets, layer: str):
 def invert(apply_fn, variables, images, layer: str, *, center, key, tv, alpha_norm=None,
            alpha: float = ALPHA, tv_beta: float = TV_BETA, lr: float = LR, phases=PHASES,
            optimizer: str = "sgd", optimizer_kwargs=(("momentum", MOMENTUM),),
-           transforms=(), init_scale: float = 1.0, chunk: int | None = None):
-  """Reconstructs each image (N, H, W, 3) from its own features at `layer`, in one call.
+           transforms=(), init_scale: float = 1.0, chunk: int | None = None, loop: str = "auto"):
+  """Reconstructs each image (N, H, W, 3) from its own features at `layer`, all vmapped.
 
   tv: lambda_TV of the reference code (scalar or (N,)); alpha_norm: lambda_alpha in 0..255 units
   (default 8e-10); both are converted with `paper_weights`. The loss minimised is x0_sigma^2 E
@@ -124,5 +124,5 @@ def invert(apply_fn, variables, images, layer: str, *, center, key, tv, alpha_no
                            optimizer=optimizer, optimizer_kwargs=tuple(optimizer_kwargs),
                            transforms=optimize.check_transforms(transforms))
   result = optimize.render(apply_fn, variables, FeatureDistance(layer), settings, key, recipe,
-                           chunk=chunk)
+                           chunk=chunk, loop=loop)
   return result, targets

@@ -21,7 +21,10 @@ pieces as small pure functions and one compiled driver, `render`:
 
 `render` runs one optimisation per *setting*: a dict of arrays with a leading axis S (units,
 classes, images, hyperparameter values...). Everything a sweep may vary is a traced array in the
-settings, so all S renders are ONE compiled, vmapped `lax.scan`. A regulariser is switched on by
+settings, so all S renders are ONE compiled, vmapped `lax.scan` (loop="scan"). On CPU the default
+(loop="dispatch") instead calls the one compiled, vmapped step from Python once per step, with no
+host round-trip: XLA:CPU runs convolutions inside while loops several times slower than outside
+(jax-ml/jax#12868), and both loops give the same images. A regulariser is switched on by
 putting its weight in the settings (e.g. `tv`, `decay`); keys read by the core are listed in
 `SETTING_KEYS`. Images are NHWC float32 in the models' pixel space [0, 1]; `center` (the model's
 mean pixel) is the zero of the mean-subtracted space in which the papers define their penalties.
@@ -411,42 +414,58 @@ class Result(NamedTuple):
   totals: jnp.ndarray      # (S, steps) loss including penalties
 
 
-def _render_one(apply_fn, objective, recipe: Recipe, variables, setting, key):
-  """One optimisation: returns (image, objective per step, total loss per step)."""
-  h, w, param = recipe.height, recipe.width, recipe.param
+# One optimisation, as three pure per-setting functions (vmapped over settings by the drivers):
+# start -> (params, key); opt_start -> optimiser state (at each phase start); step.
+
+def _start(recipe: Recipe, setting, key):
   init_key, key = jax.random.split(key)
   if "init" in setting:
-    params = from_image(param, setting["init"])
-  else:
-    params = init_params(param, init_key, h, w, setting.get("center", 0.0))
+    return from_image(recipe.param, setting["init"]), key
+  return init_params(recipe.param, init_key, recipe.height, recipe.width,
+                     setting.get("center", 0.0)), key
 
-  def loss_fn(params, key):
+
+def _opt_start(recipe: Recipe, setting, params, factor):
+  return make_optimizer(recipe.optimizer, recipe.optimizer_kwargs, setting, factor).init(params)
+
+
+def _step(apply_fn, objective, recipe: Recipe, variables, setting, state, i, factor):
+  """One step: gradient of loss + penalties through the transforms, optimiser update, then the
+  projections. Returns (state, (objective loss, total loss)) of the step's starting point."""
+  params, opt_state, key = state
+  h, w, param = recipe.height, recipe.width, recipe.param
+  key, sub = jax.random.split(key)
+
+  def loss_fn(params):
     image = to_image(param, params, h, w)
-    seen = apply_transforms(recipe.transforms, key, image)
+    seen = apply_transforms(recipe.transforms, sub, image)
     logits, acts = apply_fn(variables, seen[None])
     objective_loss = objective(logits, acts, setting)
     return objective_loss + penalties(image, setting), objective_loss
 
-  def step(optimizer, carry, i):
-    params, opt_state, key = carry
-    key, sub = jax.random.split(key)
-    (total, objective_loss), grad = jax.value_and_grad(loss_fn, has_aux=True)(params, sub)
-    updates, opt_state = optimizer.update(grad, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    if param.is_plain:
-      params = project(params, grad, i, setting, recipe.blur_radius, recipe.clip)
-    return (params, opt_state, key), (objective_loss, total)
+  (total, objective_loss), grad = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  optimizer = make_optimizer(recipe.optimizer, recipe.optimizer_kwargs, setting, factor)
+  updates, opt_state = optimizer.update(grad, opt_state, params)
+  params = optax.apply_updates(params, updates)
+  if param.is_plain:
+    params = project(params, grad, i, setting, recipe.blur_radius, recipe.clip)
+  return (params, opt_state, key), (objective_loss, total)
 
+
+def _render_one(apply_fn, objective, recipe: Recipe, variables, setting, key):
+  """The whole optimisation of one setting as lax.scans (one per phase)."""
+  params, key = _start(recipe, setting, key)
   objective_losses, totals, start = [], [], 0
   for n, factor in recipe.phases:
-    optimizer = make_optimizer(recipe.optimizer, recipe.optimizer_kwargs, setting, factor)
-    (params, _, key), (obj, tot) = jax.lax.scan(
-        functools.partial(step, optimizer), (params, optimizer.init(params), key),
-        jnp.arange(start, start + n))
+    state = (params, _opt_start(recipe, setting, params, factor), key)
+    body = lambda state, i, factor=factor: _step(apply_fn, objective, recipe, variables, setting,
+                                                 state, i, factor)
+    (params, _, key), (obj, tot) = jax.lax.scan(body, state, jnp.arange(start, start + n))
     objective_losses.append(obj)
     totals.append(tot)
     start += n
-  return to_image(param, params, h, w), jnp.concatenate(objective_losses), jnp.concatenate(totals)
+  image = to_image(recipe.param, params, recipe.height, recipe.width)
+  return image, jnp.concatenate(objective_losses), jnp.concatenate(totals)
 
 
 def chunked_vmap(fn: Callable, chunk: int | None):
@@ -470,9 +489,72 @@ def chunked_vmap(fn: Callable, chunk: int | None):
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "objective", "recipe", "chunk"))
 def render_jit(apply_fn, objective, recipe, variables, settings, keys, chunk=None):
-  """The compiled, vmapped optimisation behind `render`, without its checks (keys: (S, 2))."""
+  """Every setting's whole optimisation in ONE compiled call (vmap of lax.scan), without
+  `render`'s checks (keys: (S, 2))."""
   one = lambda setting, key: _render_one(apply_fn, objective, recipe, variables, setting, key)
   return Result(*chunked_vmap(one, chunk)(settings, keys))
+
+
+# The "dispatch" loop: the same vmapped step, compiled once and called from Python once per step.
+# Nothing returns to the host until the end (JAX dispatches asynchronously); it exists because
+# XLA:CPU runs convolutions inside while loops (lax.scan / fori_loop) several times slower than
+# at top level (jax-ml/jax#12868: 3.5x for AlexNet here), which accelerators do not.
+
+@functools.partial(jax.jit, static_argnames=("recipe",))
+def _start_all(recipe, settings, keys):
+  return jax.vmap(lambda s, k: _start(recipe, s, k))(settings, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("recipe",))
+def _opt_start_all(recipe, settings, params, factor):
+  return jax.vmap(lambda s, p: _opt_start(recipe, s, p, factor))(settings, params)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "objective", "recipe"))
+def step_jit(apply_fn, objective, recipe, variables, settings, state, i, factor):
+  """One step of every setting (vmapped), compiled once for all steps and phases."""
+  one = lambda s, st: _step(apply_fn, objective, recipe, variables, s, st, i, factor)
+  return jax.vmap(one)(settings, state)
+
+
+@functools.partial(jax.jit, static_argnames=("recipe",))
+def _images_all(recipe, params):
+  return jax.vmap(lambda p: to_image(recipe.param, p, recipe.height, recipe.width))(params)
+
+
+def render_dispatch(apply_fn, objective, recipe, variables, settings, keys, chunk=None) -> Result:
+  """Same result as render_jit, running step_jit once per step (chunks one after another)."""
+  n = keys.shape[0]
+  if chunk and n > chunk:
+    parts = [render_dispatch(apply_fn, objective, recipe, variables,
+                             {k: v[i:i + chunk] for k, v in settings.items()}, keys[i:i + chunk])
+             for i in range(0, n, chunk)]
+    return Result(*(jnp.concatenate(field) for field in zip(*parts)))
+  step_recipe = dataclasses.replace(recipe, phases=())   # one compiled step for any schedule
+  params, keys = _start_all(step_recipe, settings, keys)
+  objective_losses, totals, start = [], [], 0
+  for steps, factor in recipe.phases:
+    state = (params, _opt_start_all(step_recipe, settings, params, factor), keys)
+    for i in range(start, start + steps):
+      state, (obj, tot) = step_jit(apply_fn, objective, step_recipe, variables, settings, state,
+                                   i, factor)
+      objective_losses.append(obj)
+      totals.append(tot)
+    params, _, keys = state
+    start += steps
+  return Result(_images_all(step_recipe, params), jnp.stack(objective_losses, axis=1),
+                jnp.stack(totals, axis=1))
+
+
+LOOPS = ("auto", "scan", "dispatch")
+
+
+def loop_mode(loop: str = "auto") -> str:
+  """auto: `dispatch` on CPU (see above), `scan` (one compiled call) on accelerators."""
+  choose("loop", loop, LOOPS)
+  if loop == "auto":
+    return "dispatch" if jax.default_backend() == "cpu" else "scan"
+  return loop
 
 
 def num_settings(settings) -> int:
@@ -500,13 +582,15 @@ def stack_settings(n: int, **values) -> dict:
 
 
 def render(apply_fn, variables, objective, settings: dict, key, recipe: Recipe,
-           chunk: int | None = None) -> Result:
-  """Runs one optimisation per setting, all in one compiled vmapped call.
+           chunk: int | None = None, loop: str = "auto") -> Result:
+  """Runs one optimisation per setting, all settings vmapped together.
 
   apply_fn: (variables, images NHWC) -> (logits, acts); hashable (static for jit).
   objective: (logits (1, C), acts, setting) -> scalar loss to MINIMISE; hashable (e.g. a frozen
     dataclass), reading any per-setting values (unit, class, target...) from `setting`.
   settings: dict of arrays with a common leading axis S (see SETTING_KEYS and stack_settings).
+  loop: `scan` runs the whole optimisation as ONE compiled call; `dispatch` calls one compiled
+    vmapped step per step (faster on CPU, same result); `auto` picks by backend (loop_mode).
   Raises DivergedError if any loss or final image is non-finite.
   """
   check(recipe.steps > 0, f"steps must be > 0, got {recipe.steps}")
@@ -519,8 +603,9 @@ def render(apply_fn, variables, objective, settings: dict, key, recipe: Recipe,
   check(recipe.param.is_plain or not blur_keys,
         f"projections {sorted(blur_keys)} need the plain pixel parameterisation, "
         f"not {recipe.param}")
-  result = render_jit(apply_fn, objective, recipe, variables, settings, jax.random.split(key, n),
-                   chunk)
+  run = render_jit if loop_mode(loop) == "scan" else render_dispatch
+  result = run(apply_fn, objective, recipe, variables, settings, jax.random.split(key, n),
+               chunk=chunk)
   check_finite(result)
   return result
 
