@@ -2,7 +2,7 @@
 member (Krizhevsky et al. 2012, Table 2: 5 nets bring ILSVRC-2012 top-5 error from 18.2% to 16.4%,
 a 10% relative reduction; target here: >= 8%).
 
-  /work/venv/bin/python benchmarks/ensemble.py [--members=5] [--epochs=8] [--workdir=DIR]
+  /work/venv/bin/python benchmarks/ensemble.py [--members=5] [--epochs=5] [--workdir=DIR]
 
 Trains configs/alexnet_cifar10.py with ensemble.members = --members in one run (members differ by
 seed: init, dropout, crops, flips, lighting; they share the batches), all members in one compiled
@@ -28,7 +28,7 @@ TARGET_REDUCTION = 0.08
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--members", type=int, default=5)
-  parser.add_argument("--epochs", type=int, default=8)
+  parser.add_argument("--epochs", type=int, default=5)
   parser.add_argument("--mode", default="unroll", choices=("unroll", "vmap", "map"))
   parser.add_argument("--workdir", default="")
   args = parser.parse_args()

@@ -37,6 +37,7 @@ def main():
   config = alexnet_cifar10.get_config()
   if args.epochs:
     config.epochs = args.epochs
+  load_at_start = os.getloadavg()[0]  # other processes on the machine slow the run down
   start = time.perf_counter()
   results = train.run(config, str(workdir))
   wall = time.perf_counter() - start
@@ -45,7 +46,8 @@ def main():
   print(json.dumps({
       "workdir": str(workdir), "model_kwargs": results["model_kwargs"],
       "epochs": results["epochs"], "xla_flags": os.environ.get("XLA_FLAGS", ""),
-      "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg()[0], "train_seconds": round(results["train_seconds"], 1),
+      "cpu_count": os.cpu_count(), "load_average_at_start": load_at_start,
+      "load_average_at_end": os.getloadavg()[0], "train_seconds": round(results["train_seconds"], 1),
       "test_accuracy_mirror": mirror.get("accuracy"),
       "accuracy_ratio": centre["accuracy"] / TARGET_ACCURACY,
       "time_ratio": BUDGET_SECONDS / wall,

@@ -22,9 +22,9 @@ def get_config(arg=None):
   config.model = "alexnet_fashion_mnist"
   if arg != "smoke":
     config.dataset = "fashion_mnist"
-    config.epochs = 8
+    config.epochs = 12
   return config
 
 
 def get_sweep():
-  return [{"epochs": e} for e in (4, 8, 15)]
+  return [{"epochs": e} for e in (8, 12, 20)]

@@ -46,7 +46,7 @@ def paper_recipe() -> ml_collections.ConfigDict:
   config.warmup_epochs = 0.0          # the paper has none
   config.lr_decay = "constant"        # schedule under the plateau rule: constant|cosine|linear|step
   config.plateau = ml_collections.ConfigDict()
-  config.plateau.patience = 1         # §5 "when the validation error rate stopped improving";
+  config.plateau.patience = 3         # §5 "when the validation error rate stopped improving";
                                       # evaluations (epochs) without improvement; 0 = off
   config.plateau.factor = 0.1         # §5: divided by 10
   config.plateau.max_reductions = 3   # §5: "reduced three times prior to termination"

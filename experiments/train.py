@@ -14,7 +14,6 @@ so an interrupted run ends with exactly the parameters of an uninterrupted one.
 """
 import dataclasses
 import functools
-import itertools
 import json
 import os
 import sys
@@ -183,7 +182,7 @@ def train_batches(config, plan: Plan, start_step: int):
       upcoming = epoch_iter(epoch + 1)
     yield next(current)
     step += 1
-    if step % plan.steps_per_epoch == 0:
+    if step % plan.steps_per_epoch == 0 and step < plan.total_steps:
       epoch += 1
       current, upcoming = upcoming if upcoming is not None else epoch_iter(epoch), None
 
@@ -192,14 +191,13 @@ class Trainer:
   """Compiled steps and the evaluation loop for one config on one mesh."""
 
   def __init__(self, config, module, mesh, plan: Plan, eigval, eigvec, crop: int):
-    self.config, self.mesh, self.crop = config, mesh, crop
+    self.config, self.mesh = config, mesh
     self.tx = optim.optimizer(config.momentum, config.weight_decay)
     self.plateau_tx = optim.plateau(config.plateau.factor, config.plateau.patience or 1,
                                     config.plateau.max_reductions, config.plateau.cooldown)
     schedule = optim.schedule(config.lr_decay, plan.total_steps, plan.warmup_steps)
     self.lr_schedule = lambda step: config.lr * schedule(step)
-    augment = steps.Augment(crop, config.crop_pad, eigval, eigvec,
-                            config.lighting_std)
+    augment = steps.Augment(crop, config.crop_pad, eigval, eigvec, config.lighting_std)
     step_fn = functools.partial(steps.train_step, apply_fn=module.apply, tx=self.tx,
                                 lr_schedule=self.lr_schedule, augment=augment,
                                 label_smoothing=config.label_smoothing)

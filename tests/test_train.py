@@ -50,6 +50,15 @@ def image_folder(tmp_path_factory) -> Path:
 RUN_OVERRIDES = {"num_steps": 6, "checkpoint_every": 2, "eval_every": 3, "log_every": 1}
 
 
+def _set(config, key: str, value):
+  """config[key] = value for a dotted key ("ensemble.members"); KeyError if it does not exist."""
+  *parents, leaf = key.split(".")
+  for parent in parents:
+    config = config[parent]
+  config[leaf]  # pylint: disable=pointless-statement  # must exist
+  config[leaf] = value
+
+
 def _config(folder, **overrides):
   config = alexnet_cifar10.get_config("smoke")
   config.manual_dir = str(folder)
@@ -114,6 +123,24 @@ def test_rerun_with_another_network_in_the_same_workdir_is_refused(trained, imag
   with pytest.raises(UserError, match="holds checkpoints of") as e:
     main.run(config, str(trained))
   assert "\n" not in str(e.value) and (trained / "config.json").read_text() == before
+
+
+@pytest.mark.parametrize("name", ["alexnet_imagenet", "alexnet_cifar10", "alexnet_fashion_mnist"])
+def test_configs_and_their_sweeps_are_valid(name):
+  module = __import__(f"configs.{name}", fromlist=["get_config"])
+  for arg in (None, "smoke"):
+    config = module.get_config(arg)
+    train.validate(config)
+    models.build(config.model, **config.model_kwargs)
+  for overrides in module.get_sweep():
+    config = module.get_config()
+    for key, value in overrides.items():
+      _set(config, key, value)
+    train.validate(config)
+  paper = __import__("configs.alexnet_imagenet", fromlist=["get_config"]).get_config()
+  assert (paper.lr, paper.momentum, paper.weight_decay, paper.batch_size, paper.plateau.factor,
+          paper.model_kwargs.paper_init, paper.test_crops) == (0.01, 0.9, 5e-4, 128, 0.1, True,
+                                                                ("center", "ten"))
 
 
 def test_paper_sgd_matches_the_update_rule_of_section_5():
@@ -296,11 +323,7 @@ def test_half_written_and_unreadable_checkpoints_are_ignored(tiny, tmp_path, cap
 def test_bad_config_values_are_one_line_errors(image_folder, tmp_path, overrides, message):
   config = _config(image_folder)
   for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      target = target[parent]
-    target[leaf] = value
+    _set(config, key, value)
   with pytest.raises(UserError) as e:
     main.run(config, str(tmp_path / "w"))
   assert message in str(e.value) and "\n" not in str(e.value)
