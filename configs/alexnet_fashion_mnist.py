@@ -11,8 +11,8 @@ The recipe is configs/alexnet_cifar10.py's (itself the paper's, scaled to a CPU;
 each change and why), with fewer epochs: the task is easier. PCA lighting on grey images reduces
 to a brightness jitter along (1, 1, 1), which is what the training-set PCA finds.
 
-RESULTS (2-core AMD EPYC CPU, XLA CPU, 1 device):
-  measured: not yet run
+RESULTS (2-core AMD EPYC CPU, XLA CPU, 1 device, 12 epochs, 2026-11-24, machine shared with
+other jobs): 91.16% test accuracy (centre crop), 91.41% with image + mirror averaging.
 """
 from configs import alexnet_cifar10
 

@@ -14,16 +14,11 @@ own size; ||a||^2 before/after each octave is in metrics.jsonl (it rises in ever
 """
 import ml_collections
 
+from configs import common
+
 
 def get_config(arg=None):
-  config = ml_collections.ConfigDict()
-  config.experiment = "deepdream"
-  config.model = "efficientnet_lite0"
-  config.pretrained = True
-  config.checkpoint = ""
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.seed = 0
-  config.images = "skimage:chelsea"  # any size; directory, paths, or skimage:NAME
+  config = common.base_config("deepdream", images="skimage:chelsea")  # images of any size
   config.max_size = 512              # shrink larger images to this longer side (0: never)
   config.layer = "block11"           # notebook: inception_4c/output of GoogLeNet
   config.step_size = (1.5,)          # make_step step_size, 0..255 pixel units; tuple sweeps

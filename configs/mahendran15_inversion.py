@@ -17,18 +17,11 @@ reconstructed to normalised error 0.075 with the reference lambda_TV 100 for dee
 with 10 and 0.053 with 1, each keeping the top-1 class (espresso); larger lambda_TV gives
 smoother images (measured with the lambda_TV sweep command above).
 """
-import ml_collections
+from configs import common
 
 
 def get_config(arg=None):
-  config = ml_collections.ConfigDict()
-  config.experiment = "inversion"
-  config.model = "efficientnet_lite0"
-  config.pretrained = True
-  config.checkpoint = ""
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.seed = 0
-  config.images = "skimage:coffee"   # directory, paths, or skimage:NAME, comma-separated
+  config = common.base_config("inversion", arg, images="skimage:coffee")
   config.layers = "stem,block3,block8,block15,head"
   config.tv = ()                     # empty: reference lambda_TV by depth; a tuple sweeps (1 call)
   config.tv_beta = 2.0               # experiment_cnn.m: TVbeta = 2
@@ -47,10 +40,7 @@ def get_config(arg=None):
     config.optimizer = "sgd"
     config.lr = 0.004
     config.phases = ((100, 1.0), (200, 0.1), (100, 0.01))
-  elif arg == "smoke":
-    config.model = "alexnet_cifar"
-    config.pretrained = False
-    config.model_kwargs = ml_collections.ConfigDict({"width": 0.125, "fc_width": 32})
+  elif arg == "smoke":  # base_config made the model a small random alexnet_cifar
     config.images = "skimage:chelsea"
     config.layers = "conv5"
     config.tv = (1.0, 10.0)

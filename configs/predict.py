@@ -9,25 +9,15 @@ photos, which need no download. Preprocessing is each model's reference one (Eff
 torchvision: shorter side 256, centre crop 224). On ../shared/data/imagenet-samples (100 images)
 EfficientNet-Lite0 reaches the top-1 accuracy printed by tests/test_pretrained.py.
 """
-import ml_collections
+from configs import common
 
 
 def get_config(arg=None):
-  config = ml_collections.ConfigDict()
-  config.experiment = "predict"
-  config.model = "efficientnet_lite0"
-  config.pretrained = True          # import the model's published weights
-  config.checkpoint = ""            # or a training workdir / checkpoint path (overrides pretrained)
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.seed = 0
-  # A directory, or comma-separated image paths and skimage:NAME entries.
-  config.images = "skimage:chelsea,skimage:coffee,skimage:astronaut,skimage:rocket"
+  config = common.base_config(
+      "predict", arg, images="skimage:chelsea,skimage:coffee,skimage:astronaut,skimage:rocket")
   config.top_k = 5
   config.batch_size = 16
-  if arg == "smoke":
-    config.model = "alexnet_cifar"
-    config.pretrained = False
-    config.model_kwargs = ml_collections.ConfigDict({"width": 0.125, "fc_width": 32})
+  if arg == "smoke":  # base_config made the model a small random alexnet_cifar
     config.images = "skimage:chelsea,skimage:coffee"
   return config
 

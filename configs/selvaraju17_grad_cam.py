@@ -10,11 +10,11 @@ guided backprop * upsampled L^c. The paper's VGG-16 has pretrained weights only 
 file is on disk (--config.model=vgg16); the default is the pretrained EfficientNet-Lite0, whose
 last conv feature map is `head` (7x7x1280). An empty layer picks each model's last conv layer.
 """
-from experiments.attribution import base_config
+from configs import common
 
 
 def get_config(arg=None):
-  config = base_config("attribution", "grad_cam", arg)
+  config = common.attribution_config("attribution", "grad_cam", arg)
   config.targets = "predicted"    # Fig. 1: the predicted (or a chosen) class
   config.layer = ""               # "" = the model's last conv layer (head, conv5, conv5_3, ...)
   config.guided_grad_cam = True   # §3.1: also guided backprop * Grad-CAM

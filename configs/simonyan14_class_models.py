@@ -15,7 +15,7 @@ checks the same at 160 px with 60 steps). `:paper` drops the two additions that 
 shift-robust (jitter 16, clipping to [0, 1]), which the paper does not have.
 Tuples (l2, lr) are swept as one vmapped compiled call: one tile per class and setting.
 """
-import ml_collections
+from configs import common
 
 # Ten easily named ImageNet classes: goldfish, ostrich, tarantula, flamingo, jellyfish, pineapple,
 # strawberry, volcano, daisy, pizza.
@@ -23,13 +23,7 @@ CLASSES = "1,9,76,130,107,953,949,980,985,963"
 
 
 def get_config(arg=None):
-  config = ml_collections.ConfigDict()
-  config.experiment = "class_model"
-  config.model = "efficientnet_lite0"
-  config.pretrained = True
-  config.checkpoint = ""
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.seed = 0
+  config = common.base_config("class_model", arg)
   config.classes = CLASSES          # indices or class names, comma-separated
   config.image_size = 0             # 0: the model's input size (224)
   config.l2 = (0.01,)               # lambda in [0, 1] pixel units (paper: not stated); tuple sweeps
@@ -46,10 +40,7 @@ def get_config(arg=None):
   if arg == "paper":
     config.jitter = 0
     config.clip = False
-  elif arg == "smoke":
-    config.model = "alexnet_cifar"
-    config.pretrained = False
-    config.model_kwargs = ml_collections.ConfigDict({"width": 0.125, "fc_width": 32})
+  elif arg == "smoke":  # base_config made the model a small random alexnet_cifar
     config.classes = "0,1,cat"
     config.l2 = (0.0, 0.01)
     config.steps = 5

@@ -10,11 +10,11 @@ predicted class. The paper's net (§2: conv64-conv256-conv256-conv256-conv256-fc
 has no public weights, so the default is the pretrained EfficientNet-Lite0; any registered model
 or a trained checkpoint works (--config.model=..., --config.checkpoint=...).
 """
-from experiments.attribution import base_config
+from configs import common
 
 
 def get_config(arg=None):
-  config = base_config("attribution", "saliency", arg)
+  config = common.attribution_config("attribution", "saliency", arg)
   config.targets = "predicted"   # §3: "the top-1 predicted class"
   return config
 

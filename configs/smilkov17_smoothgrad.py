@@ -9,11 +9,11 @@ which returns diminish. Shown as max_c |M| like the saliency map; --config.relu_
 smooths guided backprop instead (the paper also combines SmoothGrad with other gradient methods).
 The noisy copies run `chunk` at a time: memory grows with chunk, not with samples.
 """
-from experiments.attribution import base_config
+from configs import common
 
 
 def get_config(arg=None):
-  config = base_config("attribution", "smoothgrad", arg)
+  config = common.attribution_config("attribution", "smoothgrad", arg)
   config.targets = "predicted"
   config.relu_mode = "standard"   # the gradient being smoothed: standard | guided | deconvnet
   config.samples = 50             # §3: ~50 samples, diminishing returns beyond

@@ -11,11 +11,11 @@ reconstruct single units (see get_sweep). The block outputs are linear (no ReLU6
 projection), so their strongest activation has a gradient; the strongest activation of a ReLU6
 layer such as `head` is usually clipped at 6, where the forward mask makes the gradient zero.
 """
-from experiments.attribution import base_config
+from configs import common
 
 
 def get_config(arg=None):
-  config = base_config("attribution", "guided_backprop", arg)
+  config = common.attribution_config("attribution", "guided_backprop", arg)
   config.targets = "predicted"
   return config
 

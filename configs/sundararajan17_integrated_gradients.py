@@ -15,11 +15,11 @@ Egyptian-cat logit is 0.4 at alpha = 0.02 and already 9.3 at alpha = 0.04 (9.2 a
 as Captum's IntegratedGradients does on the same weights; 256 steps still leave 6% (tiger cat);
 raise `steps` (see get_sweep) when the gap matters.
 """
-from experiments.attribution import base_config
+from configs import common
 
 
 def get_config(arg=None):
-  config = base_config("attribution", "integrated_gradients", arg)
+  config = common.attribution_config("attribution", "integrated_gradients", arg)
   config.targets = "predicted"
   config.steps = 50               # §5: 20 to 300 steps
   config.baseline = "black"       # §3: black | white | grey | a number in [0, 1]

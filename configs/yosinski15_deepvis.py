@@ -15,17 +15,11 @@ class units (`logits`, the pre-softmax scores, the paper's fc8); the toolbox's d
 130 (flamingo). `:conv` renders 64 units of a middle layer (block8, centre position), all
 vmapped together (`--config.loop=scan`: in one compiled call).
 """
-import ml_collections
+from configs import common
 
 
 def get_config(arg=None):
-  config = ml_collections.ConfigDict()
-  config.experiment = "activation_max"
-  config.model = "efficientnet_lite0"
-  config.pretrained = True
-  config.checkpoint = ""
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.seed = 0
+  config = common.base_config("activation_max", arg)
   # flamingo (the toolbox demo), goldfish, tarantula, pineapple, volcano, school bus
   config.units = "logits:130,logits:1,logits:76,logits:953,logits:980,logits:779"
   config.preset = "3"               # 1 | 2 | 3 | 4 (Table 1) | olah17
@@ -51,10 +45,7 @@ def get_config(arg=None):
   if arg == "conv":
     config.units = "block8:0-63"
     config.image_size = 128
-  elif arg == "smoke":
-    config.model = "alexnet_cifar"
-    config.pretrained = False
-    config.model_kwargs = ml_collections.ConfigDict({"width": 0.125, "fc_width": 32})
+  elif arg == "smoke":  # base_config made the model a small random alexnet_cifar
     config.units = "conv2:0-2,fc8:1"
     config.steps = 4
     config.decay = (0.0, 0.01)

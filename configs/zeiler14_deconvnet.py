@@ -16,11 +16,11 @@ pass (the weakness Springenberg et al. 2015, §3.4, address with guided backprop
 pooling shows the paper's behaviour: --config.model=alexnet_torchvision (torchvision's checkpoint
 on disk) or a trained --config.checkpoint, with targets max:conv1 .. max:conv5.
 """
-from experiments.attribution import base_config
+from configs import common
 
 
 def get_config(arg=None):
-  config = base_config("attribution", "deconvnet", arg)
+  config = common.attribution_config("attribution", "deconvnet", arg)
   config.targets = "max:conv5" if arg == "smoke" else "max:block5"
   return config
 

@@ -15,11 +15,11 @@ conv layer: EfficientNet-Lite0's `head` (conv5 for AlexNets). Without true label
 photos) the "correct" class is the one predicted on the unoccluded image; --config.target=label
 reads it from ImageNet file names.
 """
-from experiments.attribution import base_config
+from configs import common
 
 
 def get_config(arg=None):
-  config = base_config("occlusion", None, arg)
+  config = common.attribution_config("occlusion", None, arg)
   del config.targets, config.spatial, config.unit_chunk
   config.target = "predicted"     # the "correct class": predicted | label | class:N
   config.size = 48                # occluder side in pixels (not stated in the paper)

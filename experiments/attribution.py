@@ -37,33 +37,6 @@ RELU_MODE = {"deconvnet": "deconvnet", "guided_backprop": "guided", "integrated_
 LAST_CONV = {"efficientnet_lite0": "head", "alexnet": "conv5", "alexnet_torchvision": "conv5",
              "alexnet_cifar": "conv5", "alexnet_fashion_mnist": "conv5", "vgg16": "conv5_3",
              "vgg19": "conv5_4"}
-# For the smoke variants: a CIFAR-sized AlexNet, few channels, random weights.
-SMOKE_MODEL = dict(model="alexnet_cifar", pretrained=False,
-                   model_kwargs=ml_collections.ConfigDict({"width": 0.125, "fc_width": 32}))
-
-
-def base_config(experiment: str, method: str | None = None, arg=None) -> ml_collections.ConfigDict:
-  """Fields every attribution and occlusion config shares; `arg == "smoke"` shrinks the model."""
-  config = ml_collections.ConfigDict()
-  config.experiment = experiment
-  if method is not None:
-    config.method = method
-  config.model = "efficientnet_lite0"  # the papers' nets have no public weights here
-  config.pretrained = True             # the model's published ImageNet weights
-  config.checkpoint = ""               # or a training workdir / checkpoint (overrides pretrained)
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.seed = 0
-  # A directory (e.g. ../shared/data/imagenet-samples), or comma-separated paths / skimage:NAME.
-  config.images = "skimage:chelsea,skimage:coffee"
-  config.targets = "predicted"         # see the module docstring
-  config.spatial = "center"            # conv units without @y,x: center | mean | sum | max
-  config.unit_chunk = 8                # targets back-propagated at once (memory bound)
-  config.overlay_alpha = 0.5
-  if arg == "smoke":
-    config.update(SMOKE_MODEL)
-  elif arg:
-    raise UserError(f"unknown config argument {arg!r}; allowed: smoke")
-  return config
 
 
 # ------------------------------------------------------------------------------------------------

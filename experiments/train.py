@@ -97,17 +97,10 @@ def _data_kwargs(config) -> dict:
               image_size=config.image_size or None)
 
 
-def split_size(config, info, split: str) -> int:
+def split_size(config, split: str) -> int:
   """Number of examples of a (possibly sliced, e.g. "train[:90%]") split."""
-  if split in info.num_examples:
-    return info.num_examples[split]
-  from cnn_vis.data import sources  # pylint: disable=import-outside-toplevel  # imports tfds
-  try:
-    return sources.get(config.dataset, config.data_dir or None,
-                       config.manual_dir or None).builder.info.splits[split].num_examples
-  except (KeyError, ValueError, AssertionError) as e:
-    raise UserError(f"bad split {split!r} for dataset {config.dataset}: "
-                    f"{str(e).splitlines()[0]}; splits: {', '.join(info.num_examples)}") from None
+  return data.num_examples(config.dataset, split, data_dir=config.data_dir or None,
+                           manual_dir=config.manual_dir or None)
 
 
 def model_kwargs(config, num_classes: int) -> dict:
@@ -331,9 +324,9 @@ def run(config, workdir):
                                  f"{spec.input_size}")
   check(crop <= info.image_size + 2 * config.crop_pad,
         f"crop {crop} larger than the dataset's {info.image_size}px images padded by {config.crop_pad}")
-  plan = make_plan(config, split_size(config, info, config.train_split))
+  plan = make_plan(config, split_size(config, config.train_split))
   for split in (config.eval_split, config.test_split):
-    split_size(config, info, split)
+    split_size(config, split)
   eigval, eigvec = lighting_basis(config)
 
   model_info = {"model": config.model, "model_kwargs": kwargs, "members": config.ensemble.members,

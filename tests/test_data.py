@@ -157,6 +157,14 @@ def test_batch_size_must_divide_across_hosts(cifar_info):
 def test_bad_split_is_a_user_error(cifar_info):
   with pytest.raises(UserError, match="bad split 'validation'.*train, test"):
     data.load("cifar10_jpeg", "validation", batch_size=8, train=False)
+  with pytest.raises(UserError, match="bad split 'validation'.*train, test"):
+    data.num_examples("cifar10_jpeg", "validation")
+
+
+def test_num_examples_of_whole_and_sliced_splits(cifar_info):
+  assert data.num_examples("cifar10_jpeg", "test") == cifar_info.num_examples["test"]
+  assert data.num_examples("cifar10_jpeg", "train[:10%]") == cifar_info.num_examples["train"] // 10
+  assert data.num_examples("cifar10_jpeg", "test[:97]+test[-3:]") == 100
 
 
 # ---- cifar10_jpeg preparation from an archive, in a temporary cache ----------------------------

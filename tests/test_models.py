@@ -109,6 +109,24 @@ def test_paper_init_option():
   assert abs(float(np.std(params["fc6"]["kernel"])) - 0.01) < 1e-3
 
 
+def test_init_compiles_once_per_model_and_matches_a_fresh_jit():
+  cache_size = models._init._cache_size  # pylint: disable=protected-access
+  first = models.build("alexnet_cifar", width=0.125, fc_width=23)  # a size no other test uses
+  again = models.build("alexnet_cifar", width=0.125, fc_width=23)  # equal, not the same object
+  compiled = cache_size()
+  variables = models.init_variables("alexnet_cifar", first, seed=3)
+  assert cache_size() == compiled + 1
+  assert jax.tree.all(jax.tree.map(np.array_equal, models.init_variables("alexnet_cifar", again, 3),
+                                   variables))
+  assert cache_size() == compiled + 1  # the second load reused the first one's compiled init
+  fresh = jax.jit(lambda key, x: first.init(key, x, train=False))(
+      jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 3), jnp.float32))
+  assert jax.tree.all(jax.tree.map(np.array_equal, fresh, variables))
+  # An unhashable option (a list, as JSON gives) is initialised without the cache.
+  listed = models.build("alexnet_cifar", width=0.125, fc_width=16, mean=[0.5, 0.5, 0.5])
+  assert models.init_variables("alexnet_cifar", listed)["params"]["fc8"]["kernel"].shape == (16, 10)
+
+
 def test_unknown_names_are_one_line_errors():
   with pytest.raises(UserError, match=r"unknown model 'resnet'; allowed: .*alexnet"):
     models.get_spec("resnet")
@@ -119,3 +137,53 @@ def test_unknown_names_are_one_line_errors():
     models.activations(module, variables, jnp.zeros((1, 32, 32, 3)), ["conv9"])
   with pytest.raises(UserError, match="bad model option"):
     models.build("alexnet_cifar", depth=3)
+
+
+@pytest.mark.parametrize("window,stride,padding,size", [(3, 2, "VALID", 13), (3, 2, "SAME", 8),
+                                                        (2, 2, "VALID", 8), (3, 2, "SAME", 7)])
+def test_max_pool_matches_reduce_window_values_and_gradients(window, stride, padding, size):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size, 3))  # no ties
+  reference = lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+                                              (1, stride, stride, 1), padding)
+  np.testing.assert_array_equal(layers.max_pool(x, window, stride, padding), reference(x))
+  g = jax.random.normal(jax.random.PRNGKey(1), reference(x).shape)
+  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * g))(x)
+  np.testing.assert_allclose(grad(lambda x: layers.max_pool(x, window, stride, padding)),
+                             grad(reference), atol=1e-6)
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum_like_torch():
+  torch = pytest.importorskip("torch")
+  x = np.round(np.random.RandomState(0).rand(2, 9, 9, 4) * 3).astype(np.float32)  # many ties
+  g = np.random.RandomState(1).randn(2, 4, 4, 4).astype(np.float32)
+  ours = jax.grad(lambda x: jnp.sum(layers.max_pool(x, 3, 2) * g))(jnp.asarray(x))
+  xt = torch.tensor(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+  out = torch.nn.functional.max_pool2d(xt, 3, 2)
+  (out * torch.tensor(g.transpose(0, 3, 1, 2).copy())).sum().backward()
+  np.testing.assert_array_equal(layers.max_pool(jnp.asarray(x), 3, 2),
+                                out.detach().numpy().transpose(0, 2, 3, 1))
+  np.testing.assert_allclose(ours, xt.grad.numpy().transpose(0, 2, 3, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("size,kernel,stride,pads", [(224, 11, 4, ((2, 2), (2, 2))),
+                                                      (227, 11, 4, ((0, 0), (0, 0))),
+                                                      (17, 3, 2, ((1, 0), (0, 1))),
+                                                      (15, 4, 3, ((0, 0), (2, 2)))])
+def test_strided_conv_values_and_gradients_equal_lax(size, kernel, stride, pads):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size, 3))
+  k = jax.random.normal(jax.random.PRNGKey(1), (kernel, kernel, 3, 5))
+  numbers = jax.lax.conv_dimension_numbers(x.shape, k.shape, layers.NHWC)
+  reference = lambda x, k: jax.lax.conv_general_dilated(x, k, (stride, stride), pads,
+                                                        dimension_numbers=numbers)
+  ours = lambda x, k: layers.strided_conv(x, k, (stride, stride), pads, (1, 1), (1, 1), numbers)
+  np.testing.assert_allclose(ours(x, k), reference(x, k), rtol=1e-5, atol=1e-4)
+  g = jax.random.normal(jax.random.PRNGKey(2), reference(x, k).shape)
+  grads = lambda conv: jax.grad(lambda x, k: jnp.sum(conv(x, k) * g), argnums=(0, 1))(x, k)
+  for got, want in zip(grads(ours), grads(reference)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_max_pool_of_a_map_smaller_than_the_window_is_empty_like_reduce_window():
+  x = jnp.ones((2, 2, 5, 3))
+  want = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
+  assert layers.max_pool(x, 3, 2).shape == want.shape == (2, 0, 2, 3)

@@ -5,14 +5,15 @@
 
 Datasets (`DATASETS`): `imagenet2012` (tfds, from the ILSVRC2012 tars in a manual dir),
 `cifar10` (tfds, when already prepared or its archive is in the manual dir), `cifar10_jpeg`
-(the shared CIFAR-10 JPEG archive, extracted once into the cache), `fashion_mnist` (tfds, from
-Debian's dataset-fashion-mnist files, padded to 32x32x3) and `image_folder` (any
-split/class/*.jpg folder, given as manual_dir). Everything is prepared once under
-$CNN_VIS_CACHE (default ~/.cache/cnn_vis); see cnn_vis/data/sources.py.
+(the shared CIFAR-10 JPEG archive, converted once by a small tfds builder straight from the
+tar.gz into TFRecords, the JPEG bytes stored as they are; nothing is extracted), `fashion_mnist`
+(tfds, from Debian's dataset-fashion-mnist files, padded to 32x32x3) and `image_folder` (any
+split/class/*.jpg folder, given as manual_dir and read in place). The others are prepared once
+under $CNN_VIS_CACHE (default ~/.cache/cnn_vis); see cnn_vis/data/sources.py.
 
-TensorFlow is imported only inside `load` and `info`: importing it before torchvision crashes the
-interpreter, so importing this package must stay free of it. Augmentation runs on device, in JAX:
-cnn_vis/data/augment.py.
+TensorFlow is imported only inside `load`, `info` and `num_examples`: importing it before
+torchvision crashes the interpreter, so importing this package must stay free of it.
+Augmentation runs on device, in JAX: cnn_vis/data/augment.py.
 """
 import dataclasses
 from typing import Iterator, Mapping
@@ -36,6 +37,14 @@ def info(name: str, *, data_dir=None, manual_dir=None, image_size=None) -> Datas
   choose("dataset", name, DATASETS)
   from cnn_vis.data import pipeline  # pylint: disable=import-outside-toplevel
   return pipeline.info(name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size)
+
+
+def num_examples(name: str, split: str, *, data_dir=None, manual_dir=None) -> int:
+  """Number of examples of `split` of dataset `name`, in tfds split syntax (e.g. "train[:90%]");
+  a bad split is a UserError naming the dataset's splits."""
+  choose("dataset", name, DATASETS)
+  from cnn_vis.data import pipeline  # pylint: disable=import-outside-toplevel
+  return pipeline.num_examples(name, split, data_dir=data_dir, manual_dir=manual_dir)
 
 
 def load(name: str, split: str, *, batch_size: int, train: bool, seed: int = 0, data_dir=None,

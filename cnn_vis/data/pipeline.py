@@ -33,6 +33,11 @@ def info(name: str, *, data_dir=None, manual_dir=None, image_size=None) -> data_
       class_names=tuple(label.names))
 
 
+def num_examples(name: str, split: str, *, data_dir=None, manual_dir=None) -> int:
+  source = sources.get(name, data_dir, manual_dir)
+  return _split_size(name, source, split)
+
+
 def load(name: str, split: str, *, batch_size: int, train: bool, seed: int = 0, data_dir=None,
          manual_dir=None, image_size=None, process_index=None,
          process_count=None) -> Iterator[dict]:
@@ -83,13 +88,17 @@ def _num_examples(source: sources.Source, split) -> int:
   return source.builder.info.splits[split].num_examples
 
 
-def _check_split(name: str, source: sources.Source, split: str) -> None:
+def _split_size(name: str, source: sources.Source, split: str) -> int:
+  """_num_examples, with a bad split (unknown name, bad slice) as a UserError naming the splits."""
   try:
-    n = _num_examples(source, split)
+    return _num_examples(source, split)
   except (KeyError, ValueError, AssertionError) as e:
     raise UserError(f"bad split {split!r} for dataset {name}: {e}".splitlines()[0] +
                     f"; splits: {', '.join(source.builder.info.splits)}") from None
-  check(n > 0, f"split {split!r} of dataset {name} is empty")
+
+
+def _check_split(name: str, source: sources.Source, split: str) -> None:
+  check(_split_size(name, source, split) > 0, f"split {split!r} of dataset {name} is empty")
 
 
 def _read(source: sources.Source, split, *, shuffle_files: bool, seed: int):

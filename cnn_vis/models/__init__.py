@@ -80,7 +80,19 @@ def init_variables(name: str, module: nn.Module, seed: int = 0):
   """Randomly initialised variables for `module` at the named model's input size."""
   spec = get_spec(name)
   dummy = jnp.zeros((1, spec.input_size, spec.input_size, 3), jnp.float32)
-  return jax.jit(functools.partial(module.init, train=False))(jax.random.PRNGKey(seed), dummy)
+  key = jax.random.PRNGKey(seed)
+  try:
+    hash(module)
+  except TypeError:  # an unhashable option (e.g. a list from JSON): compile for this call only
+    return jax.jit(functools.partial(module.init, train=False))(key, dummy)
+  return _init(module, key, dummy)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init(module: nn.Module, key, dummy):
+  # Static module: jit's cache is keyed on the module's fields (flax modules are frozen
+  # dataclasses), so loading the same model again in one process reuses the compiled init.
+  return module.init(key, dummy, train=False)
 
 
 def layer_shapes(module: nn.Module, variables, input_size: int) -> dict[str, tuple]:

@@ -61,7 +61,7 @@ class AlexNet(nn.Module):
     for i, spec in enumerate(self.convs, start=1):
       x = nn.Conv(spec.features, (spec.kernel, spec.kernel), (spec.stride, spec.stride),
                   padding=[(spec.padding, spec.padding)] * 2, feature_group_count=spec.groups,
-                  **self._init(f"conv{i}"))(x)
+                  conv_general_dilated=layers.strided_conv, **self._init(f"conv{i}"))(x)
       x = acts[f"conv{i}"] = relu(x, self.relu_mode)
       if i in self.lrn_after:
         x = acts[f"norm{i}"] = layers.local_response_norm(x)
