@@ -1,4 +1,5 @@
 """What every experiment does first and last: prepare the workdir, record the config, report."""
+import functools
 import json
 import os
 import sys
@@ -31,6 +32,32 @@ def model_from_config(config, relu_mode: str = "standard"):
   return models.load_model(config.model, checkpoint=config.get("checkpoint") or None,
                            pretrained=bool(config.get("pretrained", False)),
                            relu_mode=relu_mode, seed=config.get("seed", 0), **overrides)
+
+
+def cached_model_from_config(config, relu_mode: str = "standard"):
+  """model_from_config keeping the variables of the last two (model, pretrained, seed,
+  model_kwargs): they do not depend on the ReLU rule, so a sweep, a notebook or a test session
+  running several configs or methods on one model initialises or imports it once. A checkpoint
+  is read every time (it may have changed between runs)."""
+  if config.get("checkpoint"):
+    return model_from_config(config, relu_mode)
+  from cnn_vis import models  # pylint: disable=import-outside-toplevel
+  kwargs = config.get("model_kwargs") or {}
+  kwargs = kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
+  fields = (config.model, bool(config.get("pretrained", False)), int(config.get("seed", 0)),
+            json.dumps(kwargs, sort_keys=True, default=str))
+  variables, spec = _cached_variables(fields)
+  return models.build(config.model, relu_mode, **kwargs), variables, spec
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_variables(fields):
+  model, pretrained, seed, kwargs = fields
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict({"model": model, "pretrained": pretrained, "seed": seed,
+                                      "checkpoint": "", "model_kwargs": json.loads(kwargs)})
+  _, variables, spec = model_from_config(config)
+  return variables, spec
 
 
 def image_sources(images) -> list[str]:

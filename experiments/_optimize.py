@@ -1,10 +1,7 @@
 """What the image-optimisation experiments share: model loading, sweep products, grids, reports."""
-import functools
 import itertools
-import json
 
 import jax
-import ml_collections
 import numpy as np
 
 from cnn_vis import report, runs
@@ -13,26 +10,10 @@ from cnn_vis.techniques import optimize
 
 
 def load(config):
-  """(apply_fn, variables, module, spec) from the common model fields. The last two models are
-  kept, so a sweep or notebook running several configs on one model loads (and compiles) it once."""
-  if config.get("checkpoint"):     # a checkpoint may change between runs: always read it
-    module, variables, spec = runs.model_from_config(config)
-    return optimize.ModelFn(module), variables, module, spec
-  kwargs = config.get("model_kwargs") or {}
-  kwargs = kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
-  fields = (config.model, bool(config.get("pretrained", False)), int(config.get("seed", 0)),
-            json.dumps(kwargs, sort_keys=True, default=str))
-  module, variables, spec = _load_cached(fields)
+  """(apply_fn, variables, module, spec) from the common model fields (runs.cached_model_from_config:
+  a sweep or notebook running several configs on one model loads and compiles it once)."""
+  module, variables, spec = runs.cached_model_from_config(config)
   return optimize.ModelFn(module), variables, module, spec
-
-
-@functools.lru_cache(maxsize=2)
-def _load_cached(fields):
-  model, pretrained, seed, kwargs = fields
-  # lists (from JSON) back to tuples: module attributes must stay hashable for jit
-  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(kwargs).items()}
-  return runs.model_from_config(ml_collections.ConfigDict(dict(
-      model=model, pretrained=pretrained, checkpoint="", seed=seed, model_kwargs=kwargs)))
 
 
 def values(config, name: str, default) -> tuple:

@@ -15,13 +15,11 @@ metrics.jsonl (score of each target on each image, IG's completeness gap) and re
 """
 import functools
 import importlib.resources
-import json
 import os
 import re
 import time
 
 import jax
-import ml_collections
 import numpy as np
 
 from cnn_vis import models, report, runs
@@ -41,32 +39,6 @@ LAST_CONV = {"efficientnet_lite0": "head", "alexnet": "conv5", "alexnet_torchvis
 
 # ------------------------------------------------------------------------------------------------
 # Model and targets.
-
-def load_model(config, relu_mode: str = "standard"):
-  """(module, variables, spec) as runs.model_from_config, with the ReLU backward rule `relu_mode`.
-
-  The variables of the last two (model, pretrained, seed, model_kwargs) are kept: they do not
-  depend on the ReLU rule, so a notebook, a test session or several methods in one process
-  initialise or import a model once. A checkpoint is read every time (it may have changed).
-  """
-  if config.get("checkpoint"):
-    return runs.model_from_config(config, relu_mode=relu_mode)
-  kwargs = config.get("model_kwargs") or {}
-  kwargs = kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
-  fields = (config.model, bool(config.get("pretrained", False)), int(config.get("seed", 0)),
-            json.dumps(kwargs, sort_keys=True, default=str))
-  variables, spec = _variables(fields)
-  return models.build(config.model, relu_mode, **kwargs), variables, spec
-
-
-@functools.lru_cache(maxsize=2)
-def _variables(fields):
-  model, pretrained, seed, kwargs = fields
-  config = ml_collections.ConfigDict({"model": model, "pretrained": pretrained, "seed": seed,
-                                      "model_kwargs": json.loads(kwargs), "checkpoint": ""})
-  _, variables, spec = runs.model_from_config(config)
-  return variables, spec
-
 
 def imagenet_labels(names, spec) -> np.ndarray:
   """Class index of each image from its ImageNet file name `<wnid>_...` (target `label`)."""
@@ -230,7 +202,7 @@ def run(config, workdir):
                                           skip_unreadable=True)
   if "label" in G.split_targets(str(config.targets)):
     imagenet_labels(names, models.get_spec(config.model))
-  module, variables, spec = load_model(
+  module, variables, spec = runs.cached_model_from_config(
       config, RELU_MODE.get(method, config.get("relu_mode", "standard")))
   shapes = G.output_shapes(module_apply(module), variables, images.shape)
   groups = target_groups(config.targets, shapes, names, spec)

@@ -24,7 +24,7 @@ from cnn_vis import models, report, runs
 from cnn_vis.errors import UserError, check, choose
 from cnn_vis.techniques import gradients as G
 from cnn_vis.techniques import occlusion as O
-from experiments.attribution import imagenet_labels, load_model, safe_name
+from experiments.attribution import imagenet_labels, safe_name
 
 
 def target_classes(target: str, shapes: dict, names, spec) -> np.ndarray:
@@ -81,7 +81,7 @@ def run(config, workdir):
                                           skip_unreadable=True)
   if config.target == "label":
     imagenet_labels(names, models.get_spec(config.model))
-  module, variables, spec = load_model(config)
+  module, variables, spec = runs.cached_model_from_config(config)
   _, height, width, _ = images.shape
   apply_fn = functools.partial(module.apply, train=False)
   shapes = G.output_shapes(apply_fn, variables, images.shape)

@@ -122,8 +122,9 @@ def test_init_compiles_once_per_model_and_matches_a_fresh_jit():
   fresh = jax.jit(lambda key, x: first.init(key, x, train=False))(
       jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 3), jnp.float32))
   assert jax.tree.all(jax.tree.map(np.array_equal, fresh, variables))
-  # An unhashable option (a list, as JSON gives) is initialised without the cache.
+  # A list option (as JSON gives) is built as a tuple: the module stays hashable for the cache.
   listed = models.build("alexnet_cifar", width=0.125, fc_width=16, mean=[0.5, 0.5, 0.5])
+  assert listed.mean == (0.5, 0.5, 0.5)
   assert models.init_variables("alexnet_cifar", listed)["params"]["fc8"]["kernel"].shape == (16, 10)
 
 

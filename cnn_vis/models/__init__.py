@@ -67,9 +67,14 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build(name: str, relu_mode: str = "standard", **overrides) -> nn.Module:
-  """The named model's module with the given ReLU backward rule and attribute overrides."""
+  """The named model's module with the given ReLU backward rule and attribute overrides.
+
+  List values (as JSON and command-line configs give them) become tuples: module attributes stay
+  hashable, so the module can be a static jit argument and a cache key.
+  """
   choose("relu_mode", relu_mode, RELU_MODES)
   spec = get_spec(name)
+  overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
   try:
     return spec.build(relu_mode=relu_mode, **overrides)
   except TypeError as e:
@@ -80,12 +85,7 @@ def init_variables(name: str, module: nn.Module, seed: int = 0):
   """Randomly initialised variables for `module` at the named model's input size."""
   spec = get_spec(name)
   dummy = jnp.zeros((1, spec.input_size, spec.input_size, 3), jnp.float32)
-  key = jax.random.PRNGKey(seed)
-  try:
-    hash(module)
-  except TypeError:  # an unhashable option (e.g. a list from JSON): compile for this call only
-    return jax.jit(functools.partial(module.init, train=False))(key, dummy)
-  return _init(module, key, dummy)
+  return _init(module, jax.random.PRNGKey(seed), dummy)
 
 
 @functools.partial(jax.jit, static_argnums=0)

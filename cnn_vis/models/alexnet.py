@@ -16,7 +16,6 @@ import dataclasses
 from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from cnn_vis.models import layers
 from cnn_vis.models.relu import relu
