@@ -22,7 +22,6 @@ import torch  # noqa: I001  # before anything that may import TensorFlow (see te
 import torchvision
 
 import argparse
-import functools
 import json
 import time
 
@@ -123,8 +122,8 @@ def _correlation(a, b) -> float:
 
 def ours(name, variables, images, classes):
   """{method: (jitted thunk returning the map, map for comparison)} for our side."""
-  apply_fn = functools.partial(models.build(name).apply, train=False)
-  guided_fn = functools.partial(models.build(name, "guided").apply, train=False)
+  apply_fn = models.ModelFn(models.build(name))
+  guided_fn = models.ModelFn(models.build(name, "guided"))
   units = G.Units.make(classes[None])  # one target per image
   return {
       "saliency": lambda: G.saliency(G.gradients(apply_fn, variables, images, units).values)[0],

@@ -129,7 +129,7 @@ def main():
   state = {k: v.numpy() for k, v in torch_net.state_dict().items()}
   variables = jax.tree_util.tree_map(jnp.asarray, convert("torchvision_alexnet", state))
   module = models.build("alexnet_torchvision")
-  apply_fn = optimize.ModelFn(module)
+  apply_fn = models.ModelFn(module)
   features = torch_net.features[:TORCH_CONV5_RELU]
   for p in features.parameters():
     p.requires_grad_(False)

@@ -28,9 +28,7 @@ def run(config, workdir):
   display = config.display if config.display != "auto" else (
       "raw" if config.preset == "olah17" else "stretch")
   _optimize.for_display(np.zeros((1, 1, 1, 3)), display)
-  shapes = am.layer_shapes(fn, variables, size, size)
-  for unit in units:
-    am.check_unit(unit, shapes)
+  am.check_units(fn, variables, units, size)
   sweeps = {name: _optimize.values(config, name, base[name]) for name in SWEEPABLE
             if name in base or config.get(name)}
   steps = int(config.steps or base["steps"])

@@ -13,7 +13,6 @@ overlays/... (its heatmap blended over the image), panels/... (input | map | ove
 Grad-CAM for grad_cam), summary.png (every panel), attributions.npz (the raw maps),
 metrics.jsonl (score of each target on each image, IG's completeness gap) and report.html.
 """
-import functools
 import importlib.resources
 import os
 import re
@@ -154,7 +153,7 @@ def cam_layer(config) -> str:
 def compute(config, method, module, variables, images, layer, units):
   """The method's jitted call for one layer's targets -> (result, 2-D maps (U, N, H, W),
   pictures (U, N, H, W, 3), extra pictures {name: (U, N, H, W, 3)})."""
-  apply_fn = module_apply(module)
+  apply_fn = models.ModelFn(module)
   common = dict(layer=layer, spatial=config.spatial, unit_chunk=config.unit_chunk)
   extra = {}
   if method in ("gradient", "saliency", "deconvnet", "guided_backprop"):
@@ -172,7 +171,7 @@ def compute(config, method, module, variables, images, layer, units):
     pictures = np.stack([[report.heatmap(m, "jet") for m in row] for row in maps])
     if config.guided_grad_cam:
       # Selvaraju et al. 2017, §3.1: guided backprop times the upsampled Grad-CAM map.
-      guided = G.gradients(module_apply(module.clone(relu_mode="guided")), variables, images,
+      guided = G.gradients(models.ModelFn(module.clone(relu_mode="guided")), variables, images,
                            result.units, **common)
       extra["guided Grad-CAM"] = np.stack([[signed_image(g * m[..., None]) for g, m in zip(*row)]
                                            for row in zip(np.asarray(guided.values), maps)])
@@ -190,10 +189,6 @@ def compute(config, method, module, variables, images, layer, units):
   return result, maps, pictures, extra
 
 
-def module_apply(module):
-  return functools.partial(module.apply, train=False)
-
-
 def run(config, workdir):
   method = config.method
   choose("method", method, METHODS)
@@ -204,7 +199,7 @@ def run(config, workdir):
     imagenet_labels(names, models.get_spec(config.model))
   module, variables, spec = runs.cached_model_from_config(
       config, RELU_MODE.get(method, config.get("relu_mode", "standard")))
-  shapes = G.output_shapes(module_apply(module), variables, images.shape)
+  shapes = models.output_shapes(models.ModelFn(module), variables, images.shape)
   groups = target_groups(config.targets, shapes, names, spec)
   if method == "grad_cam":
     conv_layer = cam_layer(config)

@@ -9,7 +9,7 @@ import numpy as np
 
 from cnn_vis import report, runs
 from cnn_vis.errors import UserError, check
-from cnn_vis.techniques import class_model, optimize
+from cnn_vis.techniques import class_model, classify, optimize
 
 from experiments import _optimize
 
@@ -34,10 +34,7 @@ def run(config, workdir):
   classes = parse_classes(config.classes, list(spec.class_names))
   size = int(config.image_size or spec.input_size)
   check(size >= 8, f"image_size must be >= 8, got {size}")
-  n_classes = class_model.num_classes(fn, variables, size)
-  bad = [c for c in classes if not 0 <= c < n_classes]
-  check(not bad, f"class index {bad[0] if bad else ''} out of range; the model has classes "
-                 f"0..{n_classes - 1}")
+  class_model.check_classes(fn, variables, classes, size)
   items, sweep, labels = _optimize.product(classes, {
       "l2": _optimize.values(config, "l2", class_model.DEFAULTS["l2"]),
       "lr": _optimize.values(config, "lr", class_model.DEFAULTS["lr"])})
@@ -50,11 +47,11 @@ def run(config, workdir):
       optimizer=config.optimizer, transforms=transforms, clip=config.clip,
       chunk=_optimize.chunk(config), loop=_optimize.loop(config))
   images = np.asarray(result.images)
-  probs = np.asarray(class_model.classify(fn, variables, result.images))
+  probs = np.asarray(classify.probabilities(fn, variables, result.images))
   shift = int(config.shift_check)
   if shift:
     moved, shifts = class_model.shifted(result.images, jax.random.PRNGKey(config.seed + 1), shift)
-    shifted_top1 = np.asarray(class_model.classify(fn, variables, moved)).argmax(-1)
+    shifted_top1 = np.asarray(classify.probabilities(fn, variables, moved)).argmax(-1)
   rows, tile_labels = [], []
   for i, c in enumerate(items):
     row = {"class": int(c), "name": spec.class_names[c], "setting": labels[i],

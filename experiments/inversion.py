@@ -11,7 +11,7 @@ import numpy as np
 
 from cnn_vis import report, runs
 from cnn_vis.errors import check
-from cnn_vis.techniques import class_model, inversion, optimize
+from cnn_vis.techniques import classify, inversion, optimize
 
 from experiments import _optimize
 
@@ -33,7 +33,7 @@ def run(config, workdir):
       and config.momentum else ()
   _optimize.loop(config)
   workdir = runs.start_run(config, workdir)
-  original_top1 = np.asarray(class_model.classify(fn, variables, images)).argmax(-1)
+  original_top1 = np.asarray(classify.probabilities(fn, variables, images)).argmax(-1)
   rows, tiles, columns = [], {}, []
   for layer in layers:
     tvs = _optimize.values(config, "tv", inversion.lambda_tv(layer, all_layers))
@@ -46,7 +46,7 @@ def run(config, workdir):
         init_scale=config.init_scale, chunk=_optimize.chunk(config),
         loop=_optimize.loop(config))
     errors = np.asarray(inversion.normalized_error(fn, variables, result.images, targets, layer))
-    top1 = np.asarray(class_model.classify(fn, variables, np.clip(result.images, 0, 1))).argmax(-1)
+    top1 = np.asarray(classify.probabilities(fn, variables, np.clip(result.images, 0, 1))).argmax(-1)
     np.save(workdir / f"inversion_{layer}.npy", np.asarray(result.images))
     columns.append(layer)
     for j, (i, label) in enumerate(zip(index, labels)):

@@ -12,7 +12,6 @@ panels/<i>_<name>.png (input | feature | probability | label | overlay), summary
 occlusion.npz (every map), metrics.jsonl (per image: class, probabilities, the feature map,
 label fractions) and report.html.
 """
-import functools
 import os
 import time
 
@@ -83,8 +82,8 @@ def run(config, workdir):
     imagenet_labels(names, models.get_spec(config.model))
   module, variables, spec = runs.cached_model_from_config(config)
   _, height, width, _ = images.shape
-  apply_fn = functools.partial(module.apply, train=False)
-  shapes = G.output_shapes(apply_fn, variables, images.shape)
+  apply_fn = models.ModelFn(module)
+  shapes = models.output_shapes(apply_fn, variables, images.shape)
   classes = target_classes(str(config.target), shapes, names, spec)
   feature_layer = config.feature_layer or None
   if feature_layer:

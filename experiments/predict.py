@@ -3,7 +3,7 @@ top-k [class_index, class_name, probability]) and report.html showing each image
 import json
 import os
 
-from cnn_vis import report, runs
+from cnn_vis import models, report, runs
 from cnn_vis.errors import check
 from cnn_vis.techniques import classify
 
@@ -15,7 +15,7 @@ def run(config, workdir):
   names, images = runs.images_from_config(config, spec, skip_unreadable=True)  # before touching the workdir: bad input writes nothing
   workdir = runs.start_run(config, workdir)
   k = min(config.top_k, len(spec.class_names))
-  probs, indices = classify.batched_top_k(lambda v, x: module.apply(v, x, train=False), variables,
+  probs, indices = classify.batched_top_k(models.ModelFn(module), variables,
                                           images, k, config.batch_size)
   records = [{"file": name, "top5" if k == 5 else f"top{k}":
               [[int(c), spec.class_names[int(c)], float(p)] for c, p in zip(row_i, row_p)]}

@@ -70,7 +70,7 @@ def test_configs_name_layers_of_their_models():
   shapes_of = jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0),
                              jnp.zeros((1, 224, 224, 3)))
   apply_fn = functools.partial(module.apply, train=False)
-  shapes = G.output_shapes(apply_fn, shapes_of, (1, 224, 224, 3))
+  shapes = models.output_shapes(apply_fn, shapes_of, (1, 224, 224, 3))
   for name in CONFIGS:
     module_ = importlib.import_module(f"configs.{name}")
     for overrides in [{}] + list(getattr(module_, "get_sweep", list)()):
@@ -90,7 +90,7 @@ def test_every_registered_model_has_a_grad_cam_layer():
     module, size = models.build(name), models.get_spec(name).input_size
     variables = jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0),
                                jnp.zeros((1, size, size, 3)))
-    shapes = G.output_shapes(functools.partial(module.apply, train=False), variables,
+    shapes = models.output_shapes(functools.partial(module.apply, train=False), variables,
                              (1, size, size, 3))
     assert len(shapes[attribution.LAST_CONV[name]]) == 4, name
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnn_vis.errors import UserError
-from cnn_vis.techniques import class_model, optimize
+from cnn_vis.techniques import class_model, classify, optimize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +70,7 @@ CLASSES = [1, 9, 76, 130, 107, 953, 949, 980, 985, 963]
 def test_pretrained_class_models_are_classified_and_shift_robust():
   from cnn_vis import models  # pylint: disable=import-outside-toplevel
   module, variables, _ = models.load_model("efficientnet_lite0", pretrained=True)
-  fn = optimize.ModelFn(module)
+  fn = models.ModelFn(module)
   # 160 px (the net still classifies natural images there) and 60 steps keep this test ~1 min
   # on 2 CPU cores; the config's defaults are 224 px and 100 steps.
   result = class_model.class_models(
@@ -78,15 +78,15 @@ def test_pretrained_class_models_are_classified_and_shift_robust():
       key=jax.random.PRNGKey(0), l2=0.01, lr=0.02, steps=60, optimizer="adam",
       transforms=(("jitter", 16),), clip=True)
   images = result.images
-  probs = np.asarray(class_model.classify(fn, variables, images))
+  probs = np.asarray(classify.probabilities(fn, variables, images))
   index = np.arange(len(CLASSES))
   assert np.all(probs[index, CLASSES] >= 0.9), probs[index, CLASSES]
   # random shifts of up to 8 px, and random-sign diagonal shifts of exactly 8 px
   rng = np.random.RandomState(0)
   for trial in range(2):
     moved, _ = class_model.shifted(images, jax.random.PRNGKey(100 + trial), 8)
-    top1 = np.asarray(class_model.classify(fn, variables, moved)).argmax(-1)
+    top1 = np.asarray(classify.probabilities(fn, variables, moved)).argmax(-1)
     np.testing.assert_array_equal(top1, CLASSES)
   corner = class_model.shift(images, 8 * rng.choice([-1, 1], 10), 8 * rng.choice([-1, 1], 10), 8)
-  np.testing.assert_array_equal(np.asarray(class_model.classify(fn, variables, corner)).argmax(-1),
+  np.testing.assert_array_equal(np.asarray(classify.probabilities(fn, variables, corner)).argmax(-1),
                                 CLASSES)

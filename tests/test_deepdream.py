@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cnn_vis import models
 from cnn_vis.errors import UserError
-from cnn_vis.techniques import deepdream, optimize
+from cnn_vis.techniques import deepdream
 
 
 def test_octave_shapes():
@@ -31,7 +32,7 @@ class TwoConvs(nn.Module):
 def tiny():
   module = TwoConvs()
   variables = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
-  return optimize.ModelFn(module), variables
+  return models.ModelFn(module), variables
 
 
 def test_dream_any_size_and_energy_rises_each_octave(tiny):
@@ -73,11 +74,10 @@ def test_bad_inputs(tiny):
 
 @pytest.mark.slow
 def test_pretrained_dream_with_notebook_settings():
-  from cnn_vis import models  # pylint: disable=import-outside-toplevel
   from cnn_vis.data import images as image_io  # pylint: disable=import-outside-toplevel
   module, variables, _ = models.load_model("efficientnet_lite0", pretrained=True)
   image = image_io.skimage_image("chelsea")[::3, ::3]           # 100 x 151, not square
-  dreams, records = deepdream.deepdream(optimize.ModelFn(module), variables, image[None],
+  dreams, records = deepdream.deepdream(models.ModelFn(module), variables, image[None],
                                         "block11", key=jax.random.PRNGKey(0))  # notebook defaults
   assert dreams.shape == (1,) + image.shape
   assert len(records) == deepdream.OCTAVE_N

@@ -82,7 +82,7 @@ def _check_against_reference(apply_fn, variables, images, layer, result, spatial
 def test_standard_mode_equals_jax_grad(alexnet):
   apply_fn, variables = alexnet
   images = _images(2)
-  shapes = G.output_shapes(apply_fn, variables, images.shape)
+  shapes = models.output_shapes(apply_fn, variables, images.shape)
   logits, acts = jax.jit(apply_fn)(variables, images)
   groups = G.parse_targets("predicted,class:3,max:conv3,conv3:2@1,5,conv3:7", shapes)
   assert [(layer, texts) for layer, _, texts in groups] == \
@@ -365,7 +365,7 @@ def _one_line_error(match, fn, *args, **kwargs):
 def test_bad_input_is_a_one_line_error(alexnet):
   apply_fn, variables = alexnet
   images = _images(1)
-  shapes = G.output_shapes(apply_fn, variables, images.shape)
+  shapes = models.output_shapes(apply_fn, variables, images.shape)
   _one_line_error("unknown layer 'conv9'", G.parse_targets, "conv9:1", shapes)
   _one_line_error("unknown layer 'conv9'", G.parse_targets, "max:conv9", shapes)
   _one_line_error("channel 99 out of range", G.parse_targets, "conv5:99", shapes)

@@ -84,9 +84,9 @@ def test_bad_inputs_are_one_line_errors():
 def test_pretrained_last_conv_layer_inversion():
   from cnn_vis import models  # pylint: disable=import-outside-toplevel
   from cnn_vis.data import images as image_io  # pylint: disable=import-outside-toplevel
-  from cnn_vis.techniques import class_model  # pylint: disable=import-outside-toplevel
+  from cnn_vis.techniques import classify  # pylint: disable=import-outside-toplevel
   module, variables, spec = models.load_model("efficientnet_lite0", pretrained=True)
-  fn = optimize.ModelFn(module)
+  fn = models.ModelFn(module)
   _, coffee = image_io.model_input("skimage:coffee", spec.input_size, spec.resize)
   images = coffee[None]
   # 224 px, the model's size; `head` (7x7x1280) is its last conv layer. Adam (the reference
@@ -97,7 +97,7 @@ def test_pretrained_last_conv_layer_inversion():
       optimizer="adam", optimizer_kwargs=())
   error = float(inversion.normalized_error(fn, variables, result.images, targets, "head")[0])
   assert error <= 0.1, error
-  original = int(np.asarray(class_model.classify(fn, variables, images)).argmax())
-  inverted = class_model.classify(fn, variables, jnp.clip(result.images, 0, 1))
+  original = int(np.asarray(classify.probabilities(fn, variables, images)).argmax())
+  inverted = classify.probabilities(fn, variables, jnp.clip(result.images, 0, 1))
   inverted = int(np.asarray(inverted).argmax())
   assert inverted == original == 967, (inverted, original)     # espresso

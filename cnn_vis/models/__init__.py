@@ -95,11 +95,26 @@ def _init(module: nn.Module, key, dummy):
   return module.init(key, dummy, train=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelFn:
+  """`module.apply(variables, images, train=False)` as a hashable function: the `apply_fn` the
+  techniques take (jit-static; equal modules give equal functions, so compilations are reused)."""
+  module: nn.Module
+
+  def __call__(self, variables, images):
+    return self.module.apply(variables, images, train=False)
+
+
+def output_shapes(apply_fn, variables, image_shape) -> dict:
+  """{layer name: activation shape, None: logits shape} for a batch of image_shape (no compute)."""
+  logits, acts = jax.eval_shape(apply_fn, variables, jax.ShapeDtypeStruct(image_shape, jnp.float32))
+  return {**{name: tuple(a.shape) for name, a in acts.items()}, None: tuple(logits.shape)}
+
+
 def layer_shapes(module: nn.Module, variables, input_size: int) -> dict[str, tuple]:
   """Activation shape of every named layer for one image of input_size (no computation)."""
-  dummy = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.float32)
-  _, acts = jax.eval_shape(lambda v, x: module.apply(v, x, train=False), variables, dummy)
-  return {name: tuple(a.shape) for name, a in acts.items()}
+  shapes = output_shapes(ModelFn(module), variables, (1, input_size, input_size, 3))
+  return {name: shape for name, shape in shapes.items() if name is not None}
 
 
 def activations(module: nn.Module, variables, images, names: Sequence[str]) -> dict:
@@ -137,5 +152,6 @@ def load_model(name: str, *, checkpoint: str | None = None, pretrained: bool = F
   return module, variables, spec
 
 
-__all__ = ["ModelSpec", "Unit", "activations", "check_unit", "build", "get_spec", "init_variables", "layer_shapes",
-           "list_models", "load_model", "parse_unit", "register", "resolve_unit", "unit_activation"]
+__all__ = ["ModelFn", "ModelSpec", "Unit", "activations", "check_unit", "build", "get_spec",
+           "init_variables", "layer_shapes", "list_models", "load_model", "output_shapes",
+           "parse_unit", "register", "resolve_unit", "unit_activation"]

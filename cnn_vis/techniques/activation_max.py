@@ -25,10 +25,10 @@ basis behind a sigmoid, transformation robustness (pad 12, jitter 8, scale 0.95-
 import dataclasses
 import re
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_vis import models
 from cnn_vis.errors import UserError, check, choose
 from cnn_vis.models.units import Unit, check_unit
 from cnn_vis.techniques import optimize
@@ -87,10 +87,13 @@ class UnitObjective:
     return -a[setting["y"], setting["x"], setting["channel"]]
 
 
-def layer_shapes(apply_fn, variables, height: int, width: int) -> dict:
-  _, acts = jax.eval_shape(apply_fn, variables, jax.ShapeDtypeStruct((1, height, width, 3),
-                                                                     jnp.float32))
-  return {k: tuple(v.shape) for k, v in acts.items()}
+def check_units(apply_fn, variables, units, size: int) -> tuple[list[Unit], dict]:
+  """(units validated against the model's layers at size x size, {layer: activation shape});
+  one-line UserErrors for no units, unknown layers and out-of-range units."""
+  check(len(units) > 0, "no units to render")
+  shapes = models.output_shapes(apply_fn, variables, (1, size, size, 3))
+  shapes.pop(None)
+  return [check_unit(u if isinstance(u, Unit) else Unit(*u), shapes) for u in units], shapes
 
 
 def unit_positions(units, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -113,10 +116,8 @@ def maximize(apply_fn, variables, units, *, size: int, center, key, preset_name:
   (lr, decay, blur_width, blur_every, norm_pct, contrib_pct, max_lr, desired_prog) may be (S,)
   arrays, one per unit, for sweeps.
   """
-  check(len(units) > 0, "no units to render")
   choose("spatial reduction", spatial, ("center", "mean"))
-  shapes = layer_shapes(apply_fn, variables, size, size)
-  units = [check_unit(u if isinstance(u, Unit) else Unit(*u), shapes) for u in units]
+  units, shapes = check_units(apply_fn, variables, units, size)
   layers = sorted({u.layer for u in units})
   check(len(layers) == 1, f"units of one call must share a layer, got {', '.join(layers)}")
   cfg = preset(preset_name, **overrides)
@@ -130,8 +131,8 @@ def maximize(apply_fn, variables, units, *, size: int, center, key, preset_name:
                            optimizer=cfg["optimizer"], clip=param.is_plain,
                            blur_radius=optimize.max_blur_radius(cfg.get("blur_width", 0.0)))
   try:
-    return optimize.render(apply_fn, variables, UnitObjective(layers[0], spatial), settings, key,
-                           recipe, chunk=chunk, loop=loop)
+    return optimize.render(apply_fn, variables, UnitObjective(layers[0], spatial), settings,
+                           key, recipe, chunk=chunk, loop=loop)
   except optimize.DivergedError as e:
     raise optimize.DivergedError(f"{e} (units {', '.join(map(str, units[:4]))}...)") from None
 

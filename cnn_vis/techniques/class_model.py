@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_vis import models
 from cnn_vis.errors import check
 from cnn_vis.techniques import optimize
 
@@ -42,10 +43,16 @@ class ClassScore:
     return -logits[0, setting["class_index"]]
 
 
-def num_classes(apply_fn, variables, size: int) -> int:
-  logits, _ = jax.eval_shape(apply_fn, variables, jax.ShapeDtypeStruct((1, size, size, 3),
-                                                                       jnp.float32))
-  return int(logits.shape[-1])
+def check_classes(apply_fn, variables, classes, size: int) -> np.ndarray:
+  """classes as a non-empty int array of the model's class indices, or a one-line UserError."""
+  classes = np.atleast_1d(np.asarray(classes))
+  check(classes.ndim == 1 and classes.size > 0 and np.issubdtype(classes.dtype, np.integer),
+        f"classes must be a non-empty list of class indices, got {classes!r}")
+  n = models.output_shapes(apply_fn, variables, (1, size, size, 3))[None][-1]
+  bad = [int(c) for c in classes if not 0 <= c < n]
+  check(not bad, f"class index {bad[0] if bad else ''} out of range; the model has classes "
+                 f"0..{n - 1}")
+  return classes
 
 
 def class_models(apply_fn, variables, classes, *, size: int, center, key, l2=DEFAULTS["l2"],
@@ -57,13 +64,7 @@ def class_models(apply_fn, variables, classes, *, size: int, center, key, l2=DEF
   l2 and lr: scalars or (S,) arrays (a lambda sweep is `classes` repeated with l2 varying).
   center: the model's mean pixel (3,) in [0, 1], the zero image of the paper.
   """
-  classes = np.atleast_1d(np.asarray(classes))
-  check(classes.ndim == 1 and classes.size > 0 and np.issubdtype(classes.dtype, np.integer),
-        f"classes must be a non-empty list of class indices, got {classes!r}")
-  n = num_classes(apply_fn, variables, size)
-  bad = [int(c) for c in classes if not 0 <= c < n]
-  check(not bad, f"class index {bad[0] if bad else ''} out of range; the model has classes "
-                 f"0..{n - 1}")
+  classes = check_classes(apply_fn, variables, classes, size)
   zero_image = jnp.broadcast_to(jnp.asarray(center, jnp.float32), (size, size, 3))
   settings = optimize.stack_settings(len(classes), class_index=classes.astype(np.int32), l2=l2,
                                      lr=lr, center=center, init=zero_image)
@@ -71,12 +72,6 @@ def class_models(apply_fn, variables, classes, *, size: int, center, key, l2=DEF
                            transforms=optimize.check_transforms(transforms), clip=clip)
   return optimize.render(apply_fn, variables, ClassScore(), settings, key, recipe, chunk=chunk,
                          loop=loop)
-
-
-def classify(apply_fn, variables, images):
-  """Softmax probabilities (N, C) of a batch of images."""
-  logits, _ = apply_fn(variables, images)
-  return jax.nn.softmax(logits.astype(jnp.float32))
 
 
 def shift(images, dy, dx, max_shift: int):

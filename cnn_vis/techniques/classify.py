@@ -6,11 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def probabilities(apply_fn, variables, images):
+  """Softmax probabilities (N, classes) of a batch of images."""
+  logits, _ = apply_fn(variables, images)
+  return jax.nn.softmax(logits.astype(jnp.float32))
+
+
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def top_k(apply_fn, variables, images, k: int = 5):
   """(probabilities, class indices), each (N, k), of the softmax over the logits."""
-  logits, _ = apply_fn(variables, images)
-  return jax.lax.top_k(jax.nn.softmax(logits.astype(jnp.float32)), k)
+  return jax.lax.top_k(probabilities(apply_fn, variables, images), k)
 
 
 def padded_batches(images: np.ndarray, batch_size: int):

@@ -80,12 +80,6 @@ class GradCamResult(NamedTuple):
 # ------------------------------------------------------------------------------------------------
 # Targets: config strings -> (layer, Units), validated against the model's layer shapes.
 
-def output_shapes(apply_fn, variables, image_shape) -> dict:
-  """{layer name: activation shape, None: logits shape} for a batch of image_shape (no compute)."""
-  logits, acts = jax.eval_shape(apply_fn, variables, jax.ShapeDtypeStruct(image_shape, jnp.float32))
-  return {**{name: tuple(a.shape) for name, a in acts.items()}, None: tuple(logits.shape)}
-
-
 def _parse_target(text: str, shapes: dict) -> tuple[str | None, tuple[int, int, int]]:
   """One target string -> (layer, (channel, y, x)); see `parse_targets`."""
   text = text.strip()
@@ -127,7 +121,7 @@ def parse_targets(texts: Sequence[str] | str,
 
   A target is `predicted` (the top class score), `class:N` (score of class N, pre-softmax),
   `max:LAYER` (the strongest activation of LAYER in each image) or a unit `LAYER:C[@y,x]`.
-  shapes: from `output_shapes`. Unknown layers and out-of-range units are UserErrors.
+  shapes: from `cnn_vis.models.output_shapes`. Unknown layers and out-of-range units are UserErrors.
   """
   texts = split_targets(texts) if isinstance(texts, str) else [str(t).strip() for t in texts]
   texts = [t for t in texts if t]

@@ -630,15 +630,6 @@ def max_blur_radius(widths) -> int:
   return blur_radius(widths.max()) if widths.size else 0
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelFn:
-  """`module.apply(variables, images, train=False)` as a hashable function (jit-static)."""
-  module: object
-
-  def __call__(self, variables, images):
-    return self.module.apply(variables, images, train=False)
-
-
 def model_mean(module) -> jnp.ndarray:
   """The model's mean pixel in [0, 1] (the zero of its mean-subtracted input space)."""
   mean = getattr(module, "mean", None)
