@@ -140,7 +140,7 @@ def load_model(name: str, *, checkpoint: str | None = None, pretrained: bool = F
     overrides = ckpt.model_kwargs(checkpoint, name, overrides)
   module = build(name, relu_mode, **overrides)
   if checkpoint:
-    variables = ckpt.load_variables(checkpoint, model=name, model_kwargs=overrides)
+    variables = ckpt.load_variables(checkpoint)  # model and options checked just above
   elif pretrained:
     if spec.pretrained is None:
       raise UserError(f"model {name} has no pretrained weights; models with them: "

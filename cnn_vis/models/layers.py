@@ -87,9 +87,9 @@ def strided_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilat
   return _strided_conv(lhs, rhs, window_strides[0], tuple(tuple(p) for p in padding))
 
 
-def _window_slices(x, window: int, stride: int) -> list:
-  """The window*window strided views x[:, dy::stride, dx::stride] that a VALID pool reduces, in
-  row-major window order."""
+def window_slices(x, window: int, stride: int) -> list:
+  """The window*window strided views x[:, dy::stride, dx::stride] that a VALID window op (a pool,
+  a depthwise conv) combines, in row-major window order (dy, dx)."""
   n, height, width, channels = x.shape
   out_h, out_w = (height - window) // stride + 1, (width - window) // stride + 1
   return [jax.lax.slice(x, (0, dy, dx, 0), (n, dy + stride * (out_h - 1) + 1,
@@ -100,7 +100,7 @@ def _window_slices(x, window: int, stride: int) -> list:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _max_pool_valid(x, window: int, stride: int):
-  return functools.reduce(jnp.maximum, _window_slices(x, window, stride))
+  return functools.reduce(jnp.maximum, window_slices(x, window, stride))
 
 
 def _max_pool_fwd(x, window, stride):
@@ -116,7 +116,7 @@ def _max_pool_bwd(window, stride, residuals, g):
   out_h, out_w = out.shape[1:3]
   grad = jnp.zeros_like(x)
   claimed = jnp.zeros(out.shape, bool)
-  for k, view in enumerate(_window_slices(x, window, stride)):
+  for k, view in enumerate(window_slices(x, window, stride)):
     dy, dx = divmod(k, window)
     first = (view == out) & ~claimed
     claimed = claimed | first
