@@ -1,12 +1,18 @@
-"""Model registry: name -> how to build it, its input size, classes and pretrained weights.
+"""The ground floor: architectures, their registry and what is known about each model.
 
 Every model is a flax.linen module called as a pure function,
 `logits, acts = module.apply(variables, images, train=False)`, with images NHWC float32 in [0, 1]
-(the model normalises them itself) and `acts` mapping each documented layer name to its output.
+(the model normalises them itself) and `acts` mapping each documented layer name to its output
+(the logits among them, under the model's `logits_name`). Each module also describes itself:
+`geometry()` lists its named layers in forward order with their windows (cnn_vis.models.geometry),
+and its `mean`/`std` (and `bgr` flag) say how it normalises pixels.
+
+This package imports nothing from the layers above it (pretrained/, train/, techniques/,
+experiments/); weights come from cnn_vis.loader (random | pretrained | checkpoint).
 """
 import dataclasses
 import functools
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
@@ -15,25 +21,43 @@ import jax.numpy as jnp
 from cnn_vis.errors import UserError, choose
 from cnn_vis.models import alexnet as _alexnet
 from cnn_vis.models import classes as _classes
-from cnn_vis.models import efficientnet
+from cnn_vis.models import efficientnet as _efficientnet
 from cnn_vis.models import vgg as _vgg
+from cnn_vis.models.geometry import Layer, ReceptiveField, Window, receptive_fields
 from cnn_vis.models.relu import RELU_MODES
-from cnn_vis.models.units import Unit, check_unit, parse_unit, unit_activation
+from cnn_vis.models.units import LayerTable, Unit, class_index, parse_unit, parse_units
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
+  """What is known about a registered model besides its architecture.
+
+  dataset: whose classes the logits index (imagenet, cifar10, fashion_mnist).
+  resize: reference preprocessing: shorter side to `resize`, then the centre input_size crop
+    (None: the whole image resized to input_size).
+  pretrained: the converter in cnn_vis.pretrained that imports its published weights, if any.
+  last_conv: the last convolutional feature map (Grad-CAM's layer, Selvaraju et al. §3).
+  defaults: the layer (or unit text) each technique uses when its config leaves it empty.
+  """
   name: str
   build: Callable[..., nn.Module]
   input_size: int
-  dataset: str                      # whose classes the logits index: imagenet, cifar10, fashion_mnist
-  channels: int = 3
-  resize: int | None = None         # reference preprocessing: shorter side to `resize`, centre crop
-  pretrained: str | None = None     # name of the converter in cnn_vis.pretrained
+  dataset: str
+  resize: int | None = None
+  pretrained: str | None = None
+  last_conv: str = ""
+  defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
   @property
   def class_names(self) -> tuple[str, ...]:
     return _classes.names(self.dataset)
+
+  def default(self, technique: str):
+    """The default layer or units of `technique` on this model (a one-line error if none)."""
+    if technique not in self.defaults:
+      raise UserError(f"model {self.name} has no default for {technique}; set it in the config "
+                      f"(defaults known: {', '.join(sorted(self.defaults)) or 'none'})")
+    return self.defaults[technique]
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -44,17 +68,30 @@ def register(spec: ModelSpec) -> ModelSpec:
   return spec
 
 
-register(ModelSpec("alexnet", _alexnet.alexnet, 227, "imagenet", resize=256))
-register(ModelSpec("alexnet_torchvision", _alexnet.alexnet_torchvision, 224, "imagenet", resize=256,
-                   pretrained="torchvision_alexnet"))
-register(ModelSpec("alexnet_cifar", _alexnet.alexnet_cifar, 32, "cifar10"))
-register(ModelSpec("alexnet_fashion_mnist",
-                   functools.partial(_alexnet.alexnet_cifar, mean=(0.286,) * 3, std=(0.353,) * 3),
-                   32, "fashion_mnist"))
-register(ModelSpec("vgg16", _vgg.vgg16, 224, "imagenet", resize=256, pretrained="torchvision_vgg16"))
-register(ModelSpec("vgg19", _vgg.vgg19, 224, "imagenet", resize=256, pretrained="torchvision_vgg19"))
-register(ModelSpec("efficientnet_lite0", efficientnet.efficientnet_lite0, 224, "imagenet", resize=256,
-                   pretrained="efficientnet_lite0"))
+_ALEXNET_DEFAULTS = {"grad_cam": "conv5", "deconvnet": "max:conv5", "deepdream": "conv4",
+                     "inversion": ("conv3", "conv5"), "embedding": "fc7", "patches": "pool5",
+                     "activations": "conv5"}
+register(ModelSpec("alexnet", _alexnet.alexnet, 227, "imagenet", resize=256, last_conv="conv5",
+                   defaults=_ALEXNET_DEFAULTS))
+register(ModelSpec("alexnet_torchvision", _alexnet.alexnet_torchvision, 224, "imagenet",
+                   resize=256, pretrained="torchvision_alexnet", last_conv="conv5",
+                   defaults=_ALEXNET_DEFAULTS))
+register(ModelSpec("alexnet_cifar", _alexnet.alexnet_cifar, 32, "cifar10", last_conv="conv5",
+                   defaults=_ALEXNET_DEFAULTS))
+register(ModelSpec("alexnet_fashion_mnist", _alexnet.alexnet_fashion_mnist, 32, "fashion_mnist",
+                   last_conv="conv5", defaults=_ALEXNET_DEFAULTS))
+_VGG_DEFAULTS = {"deconvnet": "max:conv5_1", "deepdream": "conv4_2",
+                 "inversion": ("conv3_1", "conv5_1"), "embedding": "fc7", "patches": "pool5",
+                 "activations": "conv5_1"}
+register(ModelSpec("vgg16", _vgg.vgg16, 224, "imagenet", resize=256, pretrained="torchvision_vgg16",
+                   last_conv="conv5_3", defaults={**_VGG_DEFAULTS, "grad_cam": "conv5_3"}))
+register(ModelSpec("vgg19", _vgg.vgg19, 224, "imagenet", resize=256, pretrained="torchvision_vgg19",
+                   last_conv="conv5_4", defaults={**_VGG_DEFAULTS, "grad_cam": "conv5_4"}))
+register(ModelSpec("efficientnet_lite0", _efficientnet.efficientnet_lite0, 224, "imagenet",
+                   resize=256, pretrained="efficientnet_lite0", last_conv="head",
+                   defaults={"grad_cam": "head", "deconvnet": "max:block5", "deepdream": "block11",
+                             "inversion": ("block8", "head"), "embedding": "pool",
+                             "patches": "block11", "activations": "block5"}))
 
 
 def list_models() -> list[str]:
@@ -66,17 +103,17 @@ def get_spec(name: str) -> ModelSpec:
   return _REGISTRY[name]
 
 
-def build(name: str, relu_mode: str = "standard", **overrides) -> nn.Module:
-  """The named model's module with the given ReLU backward rule and attribute overrides.
+def build(name: str, relu_mode: str = "standard", **options) -> nn.Module:
+  """The named model's module with the given ReLU backward rule and options.
 
   List values (as JSON and command-line configs give them) become tuples: module attributes stay
   hashable, so the module can be a static jit argument and a cache key.
   """
   choose("relu_mode", relu_mode, RELU_MODES)
   spec = get_spec(name)
-  overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+  options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
   try:
-    return spec.build(relu_mode=relu_mode, **overrides)
+    return spec.build(relu_mode=relu_mode, **options)
   except TypeError as e:
     raise UserError(f"model {name}: bad model option ({e})") from None
 
@@ -98,60 +135,80 @@ def _init(module: nn.Module, key, dummy):
 @dataclasses.dataclass(frozen=True)
 class ModelFn:
   """`module.apply(variables, images, train=False)` as a hashable function: the `apply_fn` the
-  techniques take (jit-static; equal modules give equal functions, so compilations are reused)."""
+  techniques take (jit-static; equal modules give equal functions, so compilations are reused),
+  with the module's own facts: layers in forward order, geometry, normalisation, ReLU rule."""
   module: nn.Module
 
   def __call__(self, variables, images):
     return self.module.apply(variables, images, train=False)
 
+  def with_relu(self, mode: str) -> "ModelFn":
+    """The same network whose ReLUs back-propagate by `mode` (standard, deconvnet, guided)."""
+    choose("relu_mode", mode, RELU_MODES)
+    return self if mode == self.module.relu_mode else ModelFn(self.module.clone(relu_mode=mode))
+
+  @property
+  def geometry(self) -> tuple[Layer, ...]:
+    return self.module.geometry()
+
+  @property
+  def layer_names(self) -> list[str]:
+    """Named layers, first layer first, logits excluded."""
+    return [layer.name for layer in self.geometry]
+
+  @property
+  def logits_name(self) -> str:
+    return self.module.logits_name
+
+  @property
+  def mean_pixel(self) -> jnp.ndarray:
+    """The [0, 1] RGB pixel the model maps to zero: the origin of the mean-subtracted space in
+    which the papers define their image priors."""
+    return jnp.asarray(self.module.mean, jnp.float32)
+
+  def receptive_fields(self, input_size: int) -> dict[str, ReceptiveField]:
+    return receptive_fields(self.geometry, input_size)
+
+
+def with_relu(apply_fn, mode: str):
+  """apply_fn with the ReLU backward rule `mode`; only a ModelFn can change it."""
+  if mode == "standard" and not isinstance(apply_fn, ModelFn):
+    return apply_fn
+  if not isinstance(apply_fn, ModelFn):
+    raise UserError(f"relu_mode {mode!r} needs a registered model (a cnn_vis.models.ModelFn)")
+  return apply_fn.with_relu(mode)
+
+
+def layer_names(name: str, **options) -> list[str]:
+  """The named model's layers in forward order, first layer first, logits excluded."""
+  return ModelFn(build(name, **options)).layer_names
+
 
 def output_shapes(apply_fn, variables, image_shape) -> dict:
-  """{layer name: activation shape, None: logits shape} for a batch of image_shape (no compute)."""
-  logits, acts = jax.eval_shape(apply_fn, variables, jax.ShapeDtypeStruct(image_shape, jnp.float32))
-  return {**{name: tuple(a.shape) for name, a in acts.items()}, None: tuple(logits.shape)}
+  """{layer name: activation shape (batch first)} in forward order, and None: the logits shape,
+  for a batch of image_shape (nothing is computed)."""
+  order = []
+
+  def forward(variables, images):
+    logits, acts = apply_fn(variables, images)
+    order.extend(acts)  # the order the forward pass wrote them; eval_shape returns them sorted
+    return logits, acts
+
+  logits, acts = jax.eval_shape(forward, variables, jax.ShapeDtypeStruct(image_shape, jnp.float32))
+  return {**{name: tuple(acts[name].shape) for name in order}, None: tuple(logits.shape)}
 
 
-def layer_shapes(module: nn.Module, variables, input_size: int) -> dict[str, tuple]:
-  """Activation shape of every named layer for one image of input_size (no computation)."""
-  shapes = output_shapes(ModelFn(module), variables, (1, input_size, input_size, 3))
-  return {name: shape for name, shape in shapes.items() if name is not None}
+def layer_table(apply_fn, variables, image_shape, class_names=()) -> LayerTable:
+  """What units are checked against for inputs of image_shape (see cnn_vis.models.units)."""
+  shapes = output_shapes(apply_fn, variables, image_shape)
+  logits_shape = shapes.pop(None)
+  logits = getattr(apply_fn, "logits_name", "logits")
+  per_image = {name: shape[1:] for name, shape in shapes.items()}
+  per_image.setdefault(logits, logits_shape[1:])
+  return LayerTable(per_image, logits, tuple(class_names))
 
 
-def activations(module: nn.Module, variables, images, names: Sequence[str]) -> dict:
-  """Activations of the named layers (an unknown name is a UserError listing the known ones)."""
-  _, acts = module.apply(variables, images, train=False)
-  for name in names:
-    choose("layer", name, acts)
-  return {name: acts[name] for name in names}
-
-
-def resolve_unit(text_or_unit, module: nn.Module, variables, input_size: int) -> Unit:
-  """Parses and validates a unit against the model's layers."""
-  unit = text_or_unit if isinstance(text_or_unit, Unit) else parse_unit(text_or_unit)
-  return check_unit(unit, layer_shapes(module, variables, input_size))
-
-
-def load_model(name: str, *, checkpoint: str | None = None, pretrained: bool = False,
-               relu_mode: str = "standard", seed: int = 0, **overrides):
-  """(module, variables, spec): weights from a training checkpoint, pretrained import, or random."""
-  spec = get_spec(name)
-  if checkpoint:  # the options the network was trained with, unless given (then they must agree)
-    from cnn_vis.train import checkpoint as ckpt  # pylint: disable=import-outside-toplevel
-    overrides = ckpt.model_kwargs(checkpoint, name, overrides)
-  module = build(name, relu_mode, **overrides)
-  if checkpoint:
-    variables = ckpt.load_variables(checkpoint)  # model and options checked just above
-  elif pretrained:
-    if spec.pretrained is None:
-      raise UserError(f"model {name} has no pretrained weights; models with them: "
-                      f"{', '.join(n for n in list_models() if _REGISTRY[n].pretrained)}")
-    from cnn_vis import pretrained as pre  # pylint: disable=import-outside-toplevel
-    variables = pre.load(spec.pretrained)
-  else:
-    variables = init_variables(name, module, seed)
-  return module, variables, spec
-
-
-__all__ = ["ModelFn", "ModelSpec", "Unit", "activations", "check_unit", "build", "get_spec",
-           "init_variables", "layer_shapes", "list_models", "load_model", "output_shapes",
-           "parse_unit", "register", "resolve_unit", "unit_activation"]
+__all__ = ["Layer", "LayerTable", "ModelFn", "ModelSpec", "ReceptiveField", "Unit", "Window",
+           "build", "class_index", "get_spec", "init_variables", "layer_names", "layer_table",
+           "list_models", "output_shapes", "parse_unit", "parse_units", "receptive_fields",
+           "register", "with_relu"]

@@ -18,6 +18,7 @@ from typing import Sequence
 import flax.linen as nn
 
 from cnn_vis.models import layers
+from cnn_vis.models.geometry import Layer, Window
 from cnn_vis.models.relu import relu
 
 
@@ -47,6 +48,23 @@ class AlexNet(nn.Module):
   weight_std: float | None = None              # paper init: N(0, 0.01) weights; None: Flax defaults
   bias_one: Sequence[str] = ()                 # paper init: bias 1 in conv2, conv4, conv5, fc6, fc7
 
+  @property
+  def logits_name(self) -> str:
+    return f"fc{6 + len(self.fc_widths)}"
+
+  def geometry(self) -> tuple[Layer, ...]:
+    """Named layers in forward order (logits excluded) with their windows."""
+    pool = Window(3, 2, "same" if self.pool_padding == "SAME" else 0)
+    out = []
+    for i, spec in enumerate(self.convs, start=1):
+      out.append(Layer(f"conv{i}", (Window(spec.kernel, spec.stride, spec.padding),)))
+      if i in self.lrn_after:
+        out.append(Layer(f"norm{i}"))
+      if i in self.pool_after:
+        out.append(Layer(f"pool{i}", (pool,)))
+    out += [Layer(f"fc{j}", spatial=False) for j in range(6, 6 + len(self.fc_widths))]
+    return tuple(out)
+
   def _init(self, name: str):
     kernel = (nn.initializers.normal(self.weight_std) if self.weight_std
               else nn.initializers.lecun_normal())
@@ -75,8 +93,7 @@ class AlexNet(nn.Module):
       x = acts[f"fc{j}"] = relu(nn.Dense(width, **self._init(f"fc{j}"))(x), self.relu_mode)
       if not self.dropout_before_fc:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    logits = acts[f"fc{6 + len(self.fc_widths)}"] = nn.Dense(
-        self.num_classes, **self._init(f"fc{6 + len(self.fc_widths)}"))(x)
+    logits = acts[self.logits_name] = nn.Dense(self.num_classes, **self._init(self.logits_name))(x)
     return logits, acts
 
 
@@ -89,9 +106,11 @@ def paper_convs(groups: int = 2) -> tuple[ConvSpec, ...]:
 TORCHVISION_CONVS = (ConvSpec(64, 11, 4, 2), ConvSpec(192, 5, 1, 2), ConvSpec(384, 3, 1, 1),
                      ConvSpec(256, 3, 1, 1), ConvSpec(256, 3, 1, 1))
 
-# CIFAR-10 training-set statistics of [0, 1] RGB pixels.
+# CIFAR-10 and Fashion-MNIST training-set statistics of [0, 1] RGB pixels.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
+FASHION_MNIST_MEAN = (0.286,) * 3
+FASHION_MNIST_STD = (0.353,) * 3
 
 PAPER_INIT = dict(weight_std=0.01, bias_one=("conv2", "conv4", "conv5", "fc6", "fc7"))
 
@@ -118,3 +137,8 @@ def alexnet_cifar(width: float = 1.0, fc_width: int = 1024, num_classes: int = 1
   kwargs = {"mean": CIFAR_MEAN, "std": CIFAR_STD, **kwargs}
   return AlexNet(convs=convs, fc_widths=(fc_width, fc_width), num_classes=num_classes,
                  lrn_after=(1, 2) if lrn else (), pool_padding="SAME", **init, **kwargs)
+
+
+def alexnet_fashion_mnist(**kwargs) -> AlexNet:
+  """alexnet_cifar with Fashion-MNIST's pixel statistics (28x28 grey images padded to 32x32x3)."""
+  return alexnet_cifar(**{"mean": FASHION_MNIST_MEAN, "std": FASHION_MNIST_STD, **kwargs})

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_vis.models import layers
+from cnn_vis.models.geometry import Layer, Window
 from cnn_vis.models.relu import relu6
 
 
@@ -143,6 +144,18 @@ class EfficientNetLite(nn.Module):
   mean: Sequence[float] = (0.5, 0.5, 0.5)
   std: Sequence[float] = (0.5, 0.5, 0.5)
   relu_mode: str = "standard"
+  logits_name = "logits"
+
+  def geometry(self) -> tuple[Layer, ...]:
+    """Named layers in forward order (logits excluded) with their windows: each block's
+    receptive field grows along its main branch (1x1 expansion, k x k depthwise, 1x1 projection)."""
+    out, index = [Layer("stem", (Window(3, 2, "same"),))], 0
+    for stage in self.stages:
+      for repeat in range(stage.repeats):
+        index += 1
+        stride = stage.stride if repeat == 0 else 1
+        out.append(Layer(f"block{index}", (Window(stage.kernel, stride, "same"),)))
+    return tuple(out) + (Layer("head"), Layer("pool", spatial=False))
 
   @nn.compact
   def __call__(self, images, train: bool = False):
@@ -162,7 +175,7 @@ class EfficientNetLite(nn.Module):
     x = acts["head"] = relu6(ConvBN(self.head_features, name="head")(x, train), self.relu_mode)
     x = acts["pool"] = jnp.mean(x, axis=(1, 2))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    logits = acts["logits"] = nn.Dense(self.num_classes, name="fc")(x)
+    logits = acts[self.logits_name] = nn.Dense(self.num_classes, name="fc")(x)
     return logits, acts
 
 

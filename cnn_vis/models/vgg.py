@@ -8,6 +8,7 @@ from typing import Sequence
 import flax.linen as nn
 
 from cnn_vis.models import layers
+from cnn_vis.models.geometry import Layer, Window
 from cnn_vis.models.relu import relu
 
 VGG16_BLOCKS = ((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3)
@@ -23,6 +24,16 @@ class VGG(nn.Module):
   mean: Sequence[float] = layers.IMAGENET_MEAN
   std: Sequence[float] = layers.IMAGENET_STD
   relu_mode: str = "standard"
+
+  logits_name = "fc8"
+
+  def geometry(self) -> tuple[Layer, ...]:
+    """Named layers in forward order (logits excluded) with their windows."""
+    out = []
+    for b, widths in enumerate(self.blocks, start=1):
+      out += [Layer(f"conv{b}_{i}", (Window(3, 1, 1),)) for i in range(1, len(widths) + 1)]
+      out.append(Layer(f"pool{b}", (Window(2, 2),)))
+    return tuple(out) + (Layer("fc6", spatial=False), Layer("fc7", spatial=False))
 
   @nn.compact
   def __call__(self, images, train: bool = False):
