@@ -34,6 +34,7 @@ from captum.attr import GuidedBackprop, IntegratedGradients, Occlusion, Saliency
 from cnn_vis import models, pretrained
 from cnn_vis.data.images import resize_shorter_and_center_crop, skimage_image
 from cnn_vis.models import layers
+from cnn_vis.techniques import attribution
 from cnn_vis.techniques import gradients as G
 from cnn_vis.techniques import occlusion as O
 
@@ -121,16 +122,17 @@ def _correlation(a, b) -> float:
 
 
 def ours(name, variables, images, classes):
-  """{method: (jitted thunk returning the map, map for comparison)} for our side."""
+  """{method: (jitted thunk returning the map, map for comparison)} for our side: the registered
+  attribution methods, as the attribution experiment calls them."""
   apply_fn = models.ModelFn(models.build(name))
-  guided_fn = models.ModelFn(models.build(name, "guided"))
-  units = G.Units.make(classes[None])  # one target per image
+  target = attribution.Target(None, G.Units.make(classes[None]))  # one target per image
+  call = lambda method, options=attribution.Options(): attribution.get(method).fn(
+      apply_fn, variables, images, target, options).values[0]
   return {
-      "saliency": lambda: G.saliency(G.gradients(apply_fn, variables, images, units).values)[0],
-      "guided_backprop": lambda: G.gradients(guided_fn, variables, images, units).values[0],
-      "integrated_gradients": lambda: G.integrated_gradients(
-          apply_fn, variables, images, units, baseline=0.0, steps=IG_STEPS,
-          chunk=IG_CHUNK).values[0],
+      "saliency": lambda: G.saliency(call("saliency")),
+      "guided_backprop": lambda: call("guided_backprop"),
+      "integrated_gradients": lambda: call("integrated_gradients", attribution.IGOptions(
+          steps=IG_STEPS, baseline="black", chunk=IG_CHUNK)),
       "occlusion": lambda: _occlusion_pixels(apply_fn, variables, images, classes),
   }
 

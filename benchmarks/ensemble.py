@@ -2,7 +2,7 @@
 member (Krizhevsky et al. 2012, Table 2: 5 nets bring ILSVRC-2012 top-5 error from 18.2% to 16.4%,
 a 10% relative reduction; target here: >= 8%).
 
-  /work/venv/bin/python benchmarks/ensemble.py [--members=5] [--epochs=5] [--workdir=DIR]
+  .venv/bin/python benchmarks/ensemble.py [--members=5] [--epochs=5] [--workdir=DIR]
 
 Trains configs/alexnet_cifar10.py with ensemble.members = --members in one run (members differ by
 seed: init, dropout, crops, flips, lighting; they share the batches), all members in one compiled

@@ -1,7 +1,7 @@
 """Rendering many units at once: one vmapped call vs sequential calls vs a PyTorch loop.
 
-  /work/venv/bin/python benchmarks/optimize.py                       # 64 units, 128 px, 256 steps
-  /work/venv/bin/python benchmarks/optimize.py --steps=64 --sequential_units=8 --loops=dispatch
+  .venv/bin/python benchmarks/optimize.py                       # 64 units, 128 px, 256 steps
+  .venv/bin/python benchmarks/optimize.py --steps=64 --sequential_units=8 --loops=dispatch
 
 Task: activation maximisation of `--units` channels of torchvision-layout AlexNet's conv5 (centre
 position), each its own image of --size x --size pixels, Adam lr 0.05 for --steps steps from the
@@ -38,18 +38,11 @@ from cnn_vis import models  # noqa: E402  pylint: disable=wrong-import-position
 from cnn_vis.models.layers import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402  pylint: disable=C0413
 from cnn_vis.pretrained import convert  # noqa: E402  pylint: disable=wrong-import-position
 from cnn_vis.techniques import optimize  # noqa: E402  pylint: disable=wrong-import-position
+from cnn_vis.techniques.objectives import Channel  # noqa: E402  pylint: disable=C0413
 
 LAYER = "conv5"
 TORCH_CONV5_RELU = 12    # torchvision alexnet.features[:12] ends with conv5's ReLU
-
-
-@dataclasses.dataclass(frozen=True)
-class CentreUnit:
-  """Loss -a[centre, channel] of conv5."""
-
-  def __call__(self, logits, acts, setting):
-    a = acts[LAYER][0]
-    return -a[a.shape[0] // 2, a.shape[1] // 2, setting["channel"]]
+CENTRE_UNIT = Channel(LAYER)   # channel, y, x from the settings: the centre of each unit's map
 
 
 def torch_render(net, init: np.ndarray, channels: np.ndarray, steps: int, lr: float):
@@ -81,7 +74,7 @@ def time_ours(mode, apply_fn, recipe, variables, settings, keys, n, n_seq, chunk
         if name == "sequential" else [(subset, keys[:count])]
     if mode == "scan":
       t = time.perf_counter()
-      compiled = optimize.render_jit.lower(apply_fn, CentreUnit(), recipe, variables,
+      compiled = optimize.render_jit.lower(apply_fn, CENTRE_UNIT, recipe, variables,
                                            *calls[0], chunk=chunk).compile()
       out[f"{name}_compile_s"] = time.perf_counter() - t
       run = lambda s, k, c=compiled: c(variables, s, k)
@@ -89,10 +82,10 @@ def time_ours(mode, apply_fn, recipe, variables, settings, keys, n, n_seq, chunk
       # compile the step (and helpers) on a 1-step recipe of the same shapes
       t = time.perf_counter()
       warm = dataclasses.replace(recipe, phases=((1, 1.0),))
-      optimize.render_dispatch(apply_fn, CentreUnit(), warm, variables, *calls[0],
+      optimize.render_dispatch(apply_fn, CENTRE_UNIT, warm, variables, *calls[0],
                                chunk=chunk).images.block_until_ready()
       out[f"{name}_compile_s"] = time.perf_counter() - t
-      run = lambda s, k: optimize.render_dispatch(apply_fn, CentreUnit(), recipe, variables, s, k,
+      run = lambda s, k: optimize.render_dispatch(apply_fn, CENTRE_UNIT, recipe, variables, s, k,
                                                   chunk=chunk)
     t = time.perf_counter()
     for s, k in calls:
@@ -138,8 +131,10 @@ def main():
   init = (np.asarray(IMAGENET_MEAN, np.float32)
           + 0.1 * rng.randn(n, size, size, 3)).astype(np.float32)
   channels = np.arange(n, dtype=np.int32)
-  settings = optimize.stack_settings(n, channel=channels, lr=args.lr, init=init)
-  recipe = optimize.Recipe(size, size, phases=((steps, 1.0),), optimizer="adam")
+  height, width = models.output_shapes(apply_fn, variables, (1, size, size, 3))[LAYER][1:3]
+  settings = optimize.stack_settings(n, channel=channels, y=height // 2, x=width // 2, lr=args.lr,
+                                     init=init)
+  recipe = optimize.Recipe(size, size, phases=((steps, 1.0),), optimizer=optimize.Optimizer("adam"))
   keys = jax.random.split(jax.random.PRNGKey(0), n)
   print(f"task: {n} units of alexnet_torchvision {LAYER} (random torchvision init), {size}x{size} "
         f"px, {steps} Adam steps (lr {args.lr}); jax {jax.__version__} "
@@ -161,12 +156,13 @@ def main():
   print(f"pytorch loop:   run {run_torch:.1f} s -> {n / run_torch:.2f} units/s", flush=True)
 
   # the three do the same arithmetic: compare what they reached
-  _, acts = apply_fn(variables, result.images)
+  images = result.images[:, 0]
+  _, acts = apply_fn(variables, images)
   centre = acts[LAYER][:, acts[LAYER].shape[1] // 2, acts[LAYER].shape[2] // 2]
   ours_reached = np.asarray(centre[np.arange(n), channels])
   agreement = float(np.max(np.abs(ours_reached - torch_reached)) /
                     max(float(np.abs(torch_reached).max()), 1e-6))
-  image_diff = float(np.max(np.abs(np.asarray(result.images) - torch_images)))
+  image_diff = float(np.max(np.abs(np.asarray(images) - torch_images)))
   print(f"agreement: max |activation difference| / max activation {agreement:.2e}, max |pixel "
         f"difference| {image_diff:.2e}; mean activation reached: ours {ours_reached.mean():.3f}, "
         f"torch {torch_reached.mean():.3f}; units with a non-zero objective: "

@@ -1,7 +1,7 @@
 """Trains configs/alexnet_cifar10.py on the shared CIFAR-10 JPEGs on this machine and prints the
 wall time and test accuracy (target: >= 75% in <= 20 minutes on a 2-core CPU).
 
-  /work/venv/bin/python benchmarks/train_cifar10.py [--workdir=DIR] [--epochs=N]
+  .venv/bin/python benchmarks/train_cifar10.py [--workdir=DIR] [--epochs=N]
 
 Runs experiments.train.run in this process on a fresh workdir (default: a new temporary
 directory), so nothing is resumed. Wall time covers everything run() does: preparing the data

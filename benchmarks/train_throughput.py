@@ -1,8 +1,8 @@
 """Training throughput of alexnet_cifar on this machine: ours (JAX/XLA) vs the same network and
 optimiser in PyTorch (CPU), with achieved GFLOP/s against the machine's measured GEMM peak.
 
-  /work/venv/bin/python benchmarks/train_throughput.py
-  XLA_FLAGS=--xla_cpu_use_onednn=true /work/venv/bin/python benchmarks/train_throughput.py
+  .venv/bin/python benchmarks/train_throughput.py
+  XLA_FLAGS=--xla_cpu_use_onednn=true .venv/bin/python benchmarks/train_throughput.py
 
 Both sides run one SGD step (momentum 0.9, weight decay 5e-4, dropout 0.5 on fc6/fc7, softmax
 cross-entropy) per batch of --batch 32x32 images with a random horizontal flip, on the network of

@@ -8,6 +8,7 @@ import os
 import pkgutil
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -35,7 +36,6 @@ def run(config, workdir: str):
 def _maybe_initialize_distributed():
   """Multi-host runs: every host sets JAX_COORDINATOR_ADDRESS (launch.sh documents the rest)."""
   if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    import jax  # pylint: disable=import-outside-toplevel
     jax.distributed.initialize()
 
 

@@ -1,10 +1,24 @@
-"""What every experiment does first and last: prepare the workdir, record the config, report."""
-import functools
+"""What every experiment does first and last: read its inputs, run in its workdir without ever
+mixing with or losing an earlier run, record config, metrics, summary and run facts."""
+import contextlib
+import datetime
+import importlib.metadata
 import json
 import os
+import platform
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
+import jax
+import numpy as np
+import tqdm
+
+from cnn_vis.data import images as image_io
 from cnn_vis.errors import UserError, check
 
 
@@ -13,56 +27,227 @@ def config_dict(config) -> dict:
       else dict(config)
 
 
-def start_run(config, workdir) -> Path:
-  """Creates workdir (keeping whatever it holds) and writes config.json atomically."""
-  check(bool(workdir), "no --workdir given; pass --workdir=DIR")
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  tmp = workdir / ".config.json.tmp"
-  tmp.write_text(json.dumps(config_dict(config), indent=2, sort_keys=True))
-  os.replace(tmp, workdir / "config.json")
-  return workdir
+def _flat(tree, prefix: str = "") -> dict:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out = {}
+  for key, value in tree.items():
+    out.update(_flat(value, f"{prefix}{key}."))
+  return {k.rstrip("."): v for k, v in out.items()}
 
 
-def model_from_config(config, relu_mode: str = "standard"):
-  """(module, variables, spec) from the common config fields model, pretrained, checkpoint,
-  model_kwargs and seed."""
-  from cnn_vis import models  # pylint: disable=import-outside-toplevel
-  overrides = dict(config.get("model_kwargs") or {})
-  return models.load_model(config.model, checkpoint=config.get("checkpoint") or None,
-                           pretrained=bool(config.get("pretrained", False)),
-                           relu_mode=relu_mode, seed=config.get("seed", 0), **overrides)
+# Keys that do not change what a run computes, ignored when a rerun is compared with config.json.
+NOT_RESULTS = ("overwrite",)
 
 
-def cached_model_from_config(config, relu_mode: str = "standard"):
-  """model_from_config keeping the variables of the last two (model, pretrained, seed,
-  model_kwargs): they do not depend on the ReLU rule, so a sweep, a notebook or a test session
-  running several configs or methods on one model initialises or imports it once. A checkpoint
-  is read every time (it may have changed between runs)."""
-  if config.get("checkpoint"):
-    return model_from_config(config, relu_mode)
-  from cnn_vis import models  # pylint: disable=import-outside-toplevel
-  kwargs = config.get("model_kwargs") or {}
-  kwargs = kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
-  fields = (config.model, bool(config.get("pretrained", False)), int(config.get("seed", 0)),
-            json.dumps(kwargs, sort_keys=True, default=str))
-  variables, spec = _cached_variables(fields)
-  return models.build(config.model, relu_mode, **kwargs), variables, spec
+def config_differences(old: dict, new: dict) -> list[str]:
+  """Dotted keys whose values differ between two config dicts (ignoring NOT_RESULTS)."""
+  old, new = _flat(old), _flat(new)
+  keys = sorted((set(old) | set(new)) - set(NOT_RESULTS))
+  return [k for k in keys if old.get(k, "<missing>") != new.get(k, "<missing>")]
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_variables(fields):
-  model, pretrained, seed, kwargs = fields
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  config = ml_collections.ConfigDict({"model": model, "pretrained": pretrained, "seed": seed,
-                                      "checkpoint": "", "model_kwargs": json.loads(kwargs)})
-  _, variables, spec = model_from_config(config)
-  return variables, spec
+def write_json(path, record) -> Path:
+  """Writes JSON atomically (a temporary file renamed over the target)."""
+  return write_text(path, json.dumps(record, indent=2, sort_keys=True, default=_json_default))
+
+
+def _json_default(value):
+  if isinstance(value, (np.integer, np.floating, np.bool_)):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  return str(value)
+
+
+def _writable(path: Path) -> bool:
+  """path (or, if it does not exist yet, its nearest existing parent) is a writable folder."""
+  while not path.exists():
+    path = path.parent
+  return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def _git_state() -> dict:
+  """{"commit", "dirty"} of the repository holding this code, if it is one."""
+  repo = Path(__file__).resolve().parents[1]
+  try:
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                            text=True, timeout=10, check=True).stdout.strip()
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                            capture_output=True, text=True, timeout=10, check=True).stdout
+    return {"commit": commit, "dirty": bool(status.strip())}
+  except (OSError, subprocess.SubprocessError):
+    return {"commit": None, "dirty": None}
+
+
+def _versions() -> dict:
+  out = {"python": platform.python_version()}
+  for package in ("jax", "jaxlib", "flax", "optax", "numpy"):
+    try:
+      out[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return out
+
+
+class Run:
+  """One run of an experiment in its workdir.
+
+      request = parse(config)                     # everything validated; nothing written yet
+      with runs.Run(config, workdir) as run:      # the workdir is checked; outputs go to run.dir
+        ... write images, metrics into run.dir ...
+        run.summary.update(accuracy=0.9)          # the headline figures -> summary.json
+      # success: run.dir's files replace the workdir's outputs in one step (a rerun never mixes
+      # with the previous run and never duplicates metrics); failure: the workdir keeps what it
+      # had, and status.json says why.
+
+  A workdir that already holds a run of a different config is refused (the differing keys are
+  named) unless config.overwrite is true. resume=True (training): outputs are written into the
+  workdir itself, so checkpoints and logs continue where they stopped.
+  Every run writes config.json, summary.json, run.json (command line, git commit, versions,
+  device, wall time of each stage) and status.json ("running", then "ok" or "failed").
+  """
+
+  def __init__(self, config, workdir, resume: bool = False):
+    check(bool(workdir), "no --workdir given; pass --workdir=DIR")
+    self.config = config_dict(config)
+    self.workdir = Path(workdir)
+    self.resume = resume
+    check(_writable(self.workdir), f"workdir {str(self.workdir)!r} is not writable; choose "
+                                   "another --workdir")
+    previous = self.workdir / "config.json"
+    foreign = [p.name for p in self.workdir.iterdir() if not p.name.startswith(".")] \
+        if self.workdir.is_dir() and not previous.is_file() else []
+    check(not set(foreign) - {"status.json"},
+          f"workdir {str(self.workdir)!r} is not empty and holds no cnn_vis run (it has "
+          f"{', '.join(sorted(foreign)[:3])}...); choose a new or empty --workdir")
+    if previous.is_file() and not self.config.get("overwrite", False):
+      try:
+        old = json.loads(previous.read_text())
+      except (OSError, ValueError):
+        old = {}
+      differ = config_differences(old, self.config)
+      check(not differ, f"workdir {str(self.workdir)!r} holds a run of another config (differing "
+                        f"keys: {', '.join(differ[:8])}{' ...' if len(differ) > 8 else ''}); use "
+                        "another --workdir or --config.overwrite=True")
+    self.summary: dict = {}
+    self.stages: dict = {}
+    self.dir = self.workdir
+    self.main = jax.process_index() == 0   # multi-host: only process 0 writes the outputs
+
+  def __enter__(self) -> "Run":
+    self.started = time.time()
+    if not self.main:   # other hosts compute along; what they write is discarded
+      self.dir = Path(tempfile.mkdtemp(prefix="cnn_vis-host-"))
+      return self
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    self._status("running")
+    if not self.resume:
+      self.dir = Path(tempfile.mkdtemp(dir=self.workdir, prefix=".staging-"))
+    write_json(self.dir / "config.json", self.config)
+    return self
+
+  def __exit__(self, kind, error, traceback) -> bool:
+    seconds = time.time() - self.started
+    if not self.main:
+      shutil.rmtree(self.dir, ignore_errors=True)
+      return False
+    if error is not None:
+      if not self.resume:
+        shutil.rmtree(self.dir, ignore_errors=True)
+      message = str(error).splitlines()[0] if str(error) else type(error).__name__
+      self._status("failed", error=f"{type(error).__name__}: {message}", seconds=seconds)
+      return False
+    write_json(self.dir / "summary.json", self.summary)
+    outputs = sorted(p.name for p in self.dir.iterdir() if not p.name.startswith("."))
+    write_json(self.dir / "run.json", {**self.info(seconds), "outputs": outputs + ["run.json"]})
+    if not self.resume:
+      self._commit()
+    self._status("ok", seconds=seconds)
+    return False
+
+  @contextlib.contextmanager
+  def stage(self, name: str):
+    """Times a stage of the run (reported in run.json)."""
+    start = time.perf_counter()
+    yield
+    self.stages[name] = round(time.perf_counter() - start, 3)
+
+  def info(self, seconds: float) -> dict:
+    devices = jax.devices()
+    return {"command": " ".join(sys.argv), "started": datetime.datetime.fromtimestamp(
+                self.started).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 3), "stages": self.stages, "git": _git_state(),
+            "versions": _versions(), "host": platform.node(),
+            "devices": {"platform": devices[0].platform, "count": len(devices),
+                        "kind": devices[0].device_kind}}
+
+  def _status(self, status: str, **fields) -> None:
+    write_json(self.workdir / "status.json", {"status": status, "pid": os.getpid(), **fields,
+                                              "time": datetime.datetime.now().isoformat(
+                                                  timespec="seconds")})
+
+  def _previous_outputs(self) -> set[str]:
+    """What the previous run in the workdir wrote (its run.json says), and what this one writes."""
+    names = {p.name for p in self.dir.iterdir()}
+    try:
+      names |= set(json.loads((self.workdir / "run.json").read_text())["outputs"])
+    except (OSError, ValueError, KeyError, TypeError):
+      pass
+    return names
+
+  def _commit(self) -> None:
+    """Moves the previous run's outputs aside, the staged ones in, then deletes the previous
+    ones; anything else in the workdir (a sweep's runs, other files) is left alone."""
+    previous = Path(tempfile.mkdtemp(dir=self.workdir, prefix=".previous-"))
+    for name in self._previous_outputs():
+      if (self.workdir / name).exists() and name != "status.json" and "/" not in name:
+        os.replace(self.workdir / name, previous / name)
+    for entry in self.dir.iterdir():
+      os.replace(entry, self.workdir / entry.name)
+    self.dir.rmdir()
+    shutil.rmtree(previous, ignore_errors=True)
+    self.dir = self.workdir
+
+
+def progress(iterable=None, total: int | None = None, desc: str = "", unit: str = "it"):
+  """A tqdm progress bar (rate and ETA) on a terminal, silent otherwise."""
+  return tqdm.tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
+                   disable=not sys.stderr.isatty())
+
+
+def append_metrics(workdir, record: dict) -> None:
+  """Appends one JSON line to workdir/metrics.jsonl."""
+  with open(Path(workdir) / "metrics.jsonl", "a") as f:
+    f.write(json.dumps(record, default=float) + "\n")
+
+
+def truncate_metrics(workdir, step: int) -> None:
+  """Drops the metrics.jsonl lines of steps after `step` (a run resumed from that checkpoint logs
+  them again)."""
+  path = Path(workdir) / "metrics.jsonl"
+  if path.exists():
+    kept = [line for line in path.read_text().splitlines()
+            if line and json.loads(line).get("step", 0) <= step]
+    write_text(path, "".join(line + "\n" for line in kept))
+
+
+def write_text(path, text: str) -> Path:
+  """Writes text atomically (a temporary file renamed over the target)."""
+  path = Path(path)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
+  return path
+
+
+def read_metrics(workdir) -> list[dict]:
+  path = Path(workdir) / "metrics.jsonl"
+  return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
 def image_sources(images) -> list[str]:
   """config.images -> sources: a directory's images, or comma-separated paths / skimage:NAME."""
-  from cnn_vis.data import images as image_io  # pylint: disable=import-outside-toplevel
   text = str(images or "")
   if Path(text).is_dir():
     return [str(p) for p in image_io.list_images(text)]
@@ -79,8 +264,6 @@ def images_from_config(config, spec, skip_unreadable: bool = False):
 
   skip_unreadable: report unreadable images on stderr and go on with the others.
   """
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from cnn_vis.data import images as image_io  # pylint: disable=import-outside-toplevel
   names, images = [], []
   for source in image_sources(config.images):
     try:
@@ -94,3 +277,8 @@ def images_from_config(config, spec, skip_unreadable: bool = False):
     images.append(image)
   check(bool(images), f"no readable image in config.images {config.images!r}")
   return names, np.stack(images)
+
+
+def safe_name(text: str) -> str:
+  """text as a file-name stem: runs of other characters become '_'."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_")

@@ -40,7 +40,7 @@ def attribution_config(experiment: str, method: str | None = None, arg=None
   config = base_config(experiment, arg, images="skimage:chelsea,skimage:coffee")
   if method is not None:
     config.method = method            # experiments/attribution.py METHODS
-  config.targets = "predicted"        # see experiments/attribution.py's docstring
+  config.targets = "predicted"        # units (cnn_vis/models/units.py), separated by ";"
   config.spatial = "center"           # conv units without @y,x: center | mean | sum | max
   config.unit_chunk = 8               # targets back-propagated at once (memory bound)
   config.overlay_alpha = 0.5

@@ -1,4 +1,4 @@
-"""DeepDream (Mordvintsev, Olah & Tyka 2015; google/deepdream dream.ipynb, PAPERS.md §7).
+"""DeepDream (Mordvintsev, Olah & Tyka 2015; google/deepdream dream.ipynb, docs/papers.md §7).
 
   python -m cnn_vis.main --config=configs/deepdream.py --workdir=runs/deepdream
   python -m cnn_vis.main --config=configs/deepdream.py --config.layer=block5 \

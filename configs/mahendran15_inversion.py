@@ -8,7 +8,7 @@ Figs. 6 and 8): reconstruct an image from its features at each layer.
 
 Loss ||Phi(x) - Phi0||^2 / ||Phi0||^2 + alpha-norm (alpha 6, lambda 8e-10 on 0..255 pixels) +
 TV^beta (beta 2, lambda_TV 1 / 10 / 100 for the first / middle / last third of the layers), the
-reference code's constants (PAPERS.md §6; conversions in cnn_vis/techniques/inversion.py).
+reference code's constants (docs/papers.md §6; conversions in cnn_vis/techniques/inversion.py).
 The reference optimiser (SGD, momentum 0.9, lr 0.004 x [1, 0.1, 0.01] over 100/200/100
 iterations, `:paper`) diverges on EfficientNet-Lite0 within 5 steps (its gradients are far larger
 than CaffeNet's for the same normalised loss), so the default is Adam, lr 0.02 for 200 then
@@ -22,7 +22,7 @@ from configs import common
 
 def get_config(arg=None):
   config = common.base_config("inversion", arg, images="skimage:coffee")
-  config.layers = "stem,block3,block8,block15,head"
+  config.layers = "stem;block3;block8;block15;head"
   config.tv = ()                     # empty: reference lambda_TV by depth; a tuple sweeps (1 call)
   config.tv_beta = 2.0               # experiment_cnn.m: TVbeta = 2
   config.alpha = 6.0                 # experiment_cnn.m: beta = 6 (the alpha-norm's exponent)

@@ -1,6 +1,8 @@
 """Grad-CAM and Guided Grad-CAM (Selvaraju, Cogswell, Das, Vedantam, Parikh & Batra 2017, §3).
 
   python -m cnn_vis.main --config=configs/selvaraju17_grad_cam.py --workdir=runs/grad_cam
+  python -m cnn_vis.main --config=configs/selvaraju17_grad_cam.py \
+      --config.method=guided_grad_cam --workdir=runs/guided_grad_cam
 
 alpha_k^c = mean_ij dy^c/dA^k_ij (eq. 1, y^c the score before the softmax), L^c = ReLU(sum_k
 alpha_k^c A^k) (eq. 2) at the last conv layer (§3: "the last convolutional layers ... have the
@@ -17,10 +19,11 @@ def get_config(arg=None):
   config = common.attribution_config("attribution", "grad_cam", arg)
   config.targets = "predicted"    # Fig. 1: the predicted (or a chosen) class
   config.layer = ""               # "" = the model's last conv layer (head, conv5, conv5_3, ...)
-  config.guided_grad_cam = True   # §3.1: also guided backprop * Grad-CAM
   return config
 
 
 def get_sweep():
-  """Grad-CAM at successively earlier layers (the paper compares layers of VGG-16)."""
-  return [{"layer": layer} for layer in ("head", "block15", "block11", "block8", "block5")]
+  """Grad-CAM at successively earlier layers (the paper compares layers of VGG-16), and Guided
+  Grad-CAM."""
+  return [{"layer": layer} for layer in ("head", "block15", "block11", "block8", "block5")] + \
+      [{"method": "guided_grad_cam"}]

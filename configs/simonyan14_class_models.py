@@ -8,7 +8,7 @@
 argmax_I S_c(I) - lambda ||I||^2 on the pre-softmax score, from the zero image of the
 mean-subtracted space (the model's mean pixel). The paper's net has no public weights, so the
 default is the pretrained EfficientNet-Lite0. lambda, the step rule and the iteration count are
-not in the paper (PAPERS.md §4): ours are in cnn_vis/techniques/class_model.py. Default: 10
+not in the paper (docs/papers.md §4): ours are in cnn_vis/techniques/class_model.py. Default: 10
 classes at 224 px, 100 Adam steps; every image is classified as its class with p >= 0.9 and is
 still top-1 after a random shift of up to 8 pixels (metrics.jsonl; tests/test_class_model.py
 checks the same at 160 px with 60 steps). `:paper` drops the two additions that make the images
@@ -19,12 +19,12 @@ from configs import common
 
 # Ten easily named ImageNet classes: goldfish, ostrich, tarantula, flamingo, jellyfish, pineapple,
 # strawberry, volcano, daisy, pizza.
-CLASSES = "1,9,76,130,107,953,949,980,985,963"
+CLASSES = "1;9;76;130;107;953;949;980;985;963"
 
 
 def get_config(arg=None):
   config = common.base_config("class_model", arg)
-  config.classes = CLASSES          # indices or class names, comma-separated
+  config.classes = CLASSES          # indices or class names, separated by ";"
   config.image_size = 0             # 0: the model's input size (224)
   config.l2 = (0.01,)               # lambda in [0, 1] pixel units (paper: not stated); tuple sweeps
   config.lr = (0.02,)               # Adam step (paper: not stated); tuple sweeps
@@ -41,7 +41,7 @@ def get_config(arg=None):
     config.jitter = 0
     config.clip = False
   elif arg == "smoke":  # base_config made the model a small random alexnet_cifar
-    config.classes = "0,1,cat"
+    config.classes = "0;1;cat"
     config.l2 = (0.0, 0.01)
     config.steps = 5
     config.shift_check = 2

@@ -5,8 +5,8 @@
 
 M(x) = 1/n sum_i dS_c/dx (x + N(0, sigma^2)), sigma = noise * (x_max - x_min) (§3). The paper's
 recommendations: noise 10-20% of the input range (we take 15%) and n around 50 samples, beyond
-which returns diminish. Shown as max_c |M| like the saliency map; --config.relu_mode=guided
-smooths guided backprop instead (the paper also combines SmoothGrad with other gradient methods).
+which returns diminish. Shown as max_c |M| like the saliency map; --config.base=guided_backprop
+(or any registered attribution method) smooths another method instead (the paper also combines SmoothGrad with other gradient methods).
 The noisy copies run `chunk` at a time: memory grows with chunk, not with samples.
 """
 from configs import common
@@ -15,7 +15,7 @@ from configs import common
 def get_config(arg=None):
   config = common.attribution_config("attribution", "smoothgrad", arg)
   config.targets = "predicted"
-  config.relu_mode = "standard"   # the gradient being smoothed: standard | guided | deconvnet
+  config.base = "saliency"        # the method being smoothed (any registered attribution method)
   config.samples = 50             # §3: ~50 samples, diminishing returns beyond
   config.noise = 0.15             # §3: sigma / (x_max - x_min) between 10% and 20%
   config.chunk = 10               # noisy copies per forward/backward pass (memory bound)

@@ -2,7 +2,7 @@
 
   python -m cnn_vis.main --config=configs/springenberg15_guided_backprop.py --workdir=runs/guided
 
-Backward through every ReLU: R_l = 1[f_l > 0] * 1[R_l+1 > 0] * R_l+1 (PAPERS.md §3): the model is
+Backward through every ReLU: R_l = 1[f_l > 0] * 1[R_l+1 > 0] * R_l+1 (docs/papers.md §3): the model is
 built with relu_mode="guided" and differentiated. The reconstruction is shown as an image (grey =
 0, per-image symmetric scale), as in the paper's figures. The paper visualises units of its
 All-CNN nets and of an ImageNet net; neither has public weights here, so the default is the

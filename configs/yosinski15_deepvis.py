@@ -8,7 +8,7 @@ through deep visualization", §3, Table 1, Figs. 3-4), and Olah et al. 2017's Fo
   python -m cnn_vis.main --config=configs/yosinski15_deepvis.py \
       --config.decay="(0.0, 0.0001, 0.001, 0.01)" --workdir=runs/deepvis_decay   # one call
 
-Presets 1-4 are Table 1's rows (PAPERS.md §5), with lr converted to [0, 1] pixels (see
+Presets 1-4 are Table 1's rows (docs/papers.md §5), with lr converted to [0, 1] pixels (see
 cnn_vis/techniques/activation_max.py); preset 3 made most of the paper's images. The paper's
 CaffeNet has no public weights here, so the default is the pretrained EfficientNet-Lite0 and its
 class units (`logits`, the pre-softmax scores, the paper's fc8); the toolbox's demo unit is fc8
@@ -21,7 +21,7 @@ from configs import common
 def get_config(arg=None):
   config = common.base_config("activation_max", arg)
   # flamingo (the toolbox demo), goldfish, tarantula, pineapple, volcano, school bus
-  config.units = "logits:130,logits:1,logits:76,logits:953,logits:980,logits:779"
+  config.units = "logits:130;logits:1;logits:76;logits:953;logits:980;logits:779"
   config.preset = "3"               # 1 | 2 | 3 | 4 (Table 1) | olah17
   config.image_size = 0             # 0: the model's input size
   config.steps = 0                  # 0: the preset's (500 / 750 / 1000 / 1000 / 512)
@@ -46,7 +46,7 @@ def get_config(arg=None):
     config.units = "block8:0-63"
     config.image_size = 128
   elif arg == "smoke":  # base_config made the model a small random alexnet_cifar
-    config.units = "conv2:0-2,fc8:1"
+    config.units = "conv2:0-2;fc8:1"
     config.steps = 4
     config.decay = (0.0, 0.01)
   return config

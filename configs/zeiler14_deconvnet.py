@@ -4,7 +4,7 @@
 
 "To examine a given convnet activation, we set all other activations in the layer to zero" and
 project down: unpooling with the max switches (= the gradient of max pooling), rectification of
-the signal going down (R_l = max(R_l+1, 0), PAPERS.md §2) and transposed filters (= the gradient
+the signal going down (R_l = max(R_l+1, 0), docs/papers.md §2) and transposed filters (= the gradient
 of a convolution). So the projection is the gradient of that one activation through a model built
 with relu_mode="deconvnet". Target `max:LAYER`: the strongest activation of LAYER in each image.
 ZFNet has no public weights; the default is the pretrained EfficientNet-Lite0 at `block5` (28x28,

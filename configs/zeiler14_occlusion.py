@@ -7,8 +7,8 @@
 A grey square slides over the image; Fig. 7 maps, per position, (b) the total activation of the
 feature map that responds most strongly to the unoccluded image, (d) the probability of the
 correct class and (e) the most probable label. The paper states neither the square's size, its
-stride nor its grey level (PAPERS.md §2: not found). Our defaults, for 224x224 inputs: a 48-pixel
-square (about 1/5 of the image, the scale of the objects' parts the figure occludes), moved 16
+stride nor its grey level (docs/papers.md §2: not stated). Our defaults, for 224x224 inputs: a
+48-pixel square (about 1/5 of the image, the scale of the objects' parts the figure occludes), moved 16
 pixels at a time (a 12x12 map, finer than size/2 for smoother maps), filled with 0.5 grey (mid
 grey of [0, 1] pixels; the ImageNet mean pixel is close to it). "Layer 5" of ZFNet is the last
 conv layer: EfficientNet-Lite0's `head` (conv5 for AlexNets). Without true labels (skimage

@@ -4,16 +4,9 @@ import itertools
 import jax
 import numpy as np
 
-from cnn_vis import models, report, runs
+from cnn_vis import report
 from cnn_vis.errors import check, choose
 from cnn_vis.techniques import optimize
-
-
-def load(config):
-  """(apply_fn, variables, module, spec) from the common model fields (runs.cached_model_from_config:
-  a sweep or notebook running several configs on one model loads and compiles it once)."""
-  module, variables, spec = runs.cached_model_from_config(config)
-  return models.ModelFn(module), variables, module, spec
 
 
 def values(config, name: str, default) -> tuple:

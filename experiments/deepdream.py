@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from cnn_vis import report, runs
+from cnn_vis import loader, report, runs
 from cnn_vis.data import images as image_io
 from cnn_vis.errors import check, choose
 from cnn_vis.techniques import deepdream
@@ -37,7 +37,7 @@ def load_images(config) -> list[tuple[str, np.ndarray]]:
 
 
 def run(config, workdir):
-  fn, variables, _, _ = _optimize.load(config)
+  fn, variables, _ = loader.from_config(config)
   loaded = load_images(config)
   step_sizes = _optimize.values(config, "step_size", 1.5)
   check(all(s > 0 for s in step_sizes), f"step_size must be > 0, got {step_sizes}")
@@ -45,48 +45,50 @@ def run(config, workdir):
   _, acts = jax.eval_shape(fn, variables, jax.ShapeDtypeStruct((1, height, width, 3), np.float32))
   choose("layer", config.layer, acts)       # before writing anything
   _optimize.loop(config)
-  workdir = runs.start_run(config, workdir)
-  by_shape = {}
-  for i, (_, image) in enumerate(loaded):
-    by_shape.setdefault(image.shape, []).append(i)
-  grid_images, grid_labels, items = [], [], []
-  for shape, members in by_shape.items():
-    index, sweep, labels = _optimize.product(members, {"step_size": step_sizes})
-    batch = np.stack([loaded[i][1] for i in index])
-    dreams, records = deepdream.deepdream(
-        fn, variables, batch, config.layer, key=_optimize.key(config), iter_n=config.iter_n,
-        octave_n=config.octave_n, octave_scale=config.octave_scale,
-        step_size=np.asarray(sweep["step_size"], np.float32) / 255.0, jitter=config.jitter,
-        loop=_optimize.loop(config))
-    dreams = np.asarray(dreams)
-    for j, i in enumerate(index):
-      name = loaded[i][0]
-      for record in records:
-        report.append_metrics(workdir, {
-            "image": name, "setting": labels[j], "octave": record["octave"],
-            "size": [record["height"], record["width"]],
-            "energy_before": record["energy_before"][j], "energy_after": record["energy_after"][j]})
-      rel = f"dream_{len(items):02d}.png"
-      report.save_image(workdir / rel, dreams[j])
-      increases = all(r["energy_after"][j] > r["energy_before"][j] for r in records)
-      items.append((f"{name} {labels[j]} ({shape[0]}x{shape[1]}); ||a||^2 rises in every octave: "
-                    f"{increases}", rel, "\n".join(
-                        f"octave {r['octave']} {r['height']}x{r['width']}: ||a||^2 "
-                        f"{r['energy_before'][j]:.4g} -> {r['energy_after'][j]:.4g}"
-                        for r in records)))
-      if j % len(step_sizes) == 0:
-        grid_images.append(loaded[i][1])
-        grid_labels.append(name[:12])
-      grid_images.append(dreams[j])
-      grid_labels.append(f"{config.layer} {labels[j]}".strip())
-  # tiles of different sizes: pad into a common grid cell
-  grid = _optimize.save_grid(workdir, "deepdream", _pad_to_common(grid_images), grid_labels,
-                             ncols=len(step_sizes) + 1)
-  summary = {"model": config.model, "layer": config.layer, "images": len(loaded),
-             "octave_n": config.octave_n, "iter_n": config.iter_n}
-  report.write_report(workdir, f"DeepDream: {config.model} {config.layer}", config,
-                      [("Originals and dreams", [("original, then each step size", grid, None)]),
-                       ("Full-size dreams", items)], summary=summary)
+  with runs.Run(config, workdir) as run:
+    workdir = run.dir
+    by_shape = {}
+    for i, (_, image) in enumerate(loaded):
+      by_shape.setdefault(image.shape, []).append(i)
+    grid_images, grid_labels, items = [], [], []
+    for shape, members in by_shape.items():
+      index, sweep, labels = _optimize.product(members, {"step_size": step_sizes})
+      batch = np.stack([loaded[i][1] for i in index])
+      dreams, records = deepdream.deepdream(
+          fn, variables, batch, config.layer, key=_optimize.key(config), iter_n=config.iter_n,
+          octave_n=config.octave_n, octave_scale=config.octave_scale,
+          step_size=np.asarray(sweep["step_size"], np.float32) / 255.0, jitter=config.jitter,
+          loop=_optimize.loop(config))
+      dreams = np.asarray(dreams)
+      for j, i in enumerate(index):
+        name = loaded[i][0]
+        for record in records:
+          runs.append_metrics(workdir, {
+              "image": name, "setting": labels[j], "octave": record["octave"],
+              "size": [record["height"], record["width"]],
+              "energy_before": record["energy_before"][j], "energy_after": record["energy_after"][j]})
+        rel = f"dream_{len(items):02d}.png"
+        report.save_image(workdir / rel, dreams[j])
+        increases = all(r["energy_after"][j] > r["energy_before"][j] for r in records)
+        items.append((f"{name} {labels[j]} ({shape[0]}x{shape[1]}); ||a||^2 rises in every octave: "
+                      f"{increases}", rel, "\n".join(
+                          f"octave {r['octave']} {r['height']}x{r['width']}: ||a||^2 "
+                          f"{r['energy_before'][j]:.4g} -> {r['energy_after'][j]:.4g}"
+                          for r in records)))
+        if j % len(step_sizes) == 0:
+          grid_images.append(loaded[i][1])
+          grid_labels.append(name[:12])
+        grid_images.append(dreams[j])
+        grid_labels.append(f"{config.layer} {labels[j]}".strip())
+    # tiles of different sizes: pad into a common grid cell
+    grid = _optimize.save_grid(workdir, "deepdream", _pad_to_common(grid_images), grid_labels,
+                               ncols=len(step_sizes) + 1)
+    summary = {"model": config.model, "layer": config.layer, "images": len(loaded),
+               "octave_n": config.octave_n, "iter_n": config.iter_n}
+    report.write_report(workdir, f"DeepDream: {config.model} {config.layer}", config,
+                        [("Originals and dreams", [("original, then each step size", grid, None)]),
+                         ("Full-size dreams", items)], summary=summary)
+    run.summary.update(summary)
   return summary
 
 

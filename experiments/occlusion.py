@@ -12,27 +12,27 @@ panels/<i>_<name>.png (input | feature | probability | label | overlay), summary
 occlusion.npz (every map), metrics.jsonl (per image: class, probabilities, the feature map,
 label fractions) and report.html.
 """
-import os
 import time
 
 import matplotlib
 import numpy as np
 from PIL import Image
 
-from cnn_vis import models, report, runs
-from cnn_vis.errors import UserError, check, choose
-from cnn_vis.techniques import gradients as G
+from cnn_vis import loader, models, report, runs
+from cnn_vis.errors import UserError, check
+from cnn_vis.models import classes as class_lib
 from cnn_vis.techniques import occlusion as O
-from experiments.attribution import imagenet_labels, safe_name
 
 
-def target_classes(target: str, shapes: dict, names, spec) -> np.ndarray:
-  """config.target -> (N,) class indices, -1 = predicted on the unoccluded image."""
-  if target == "label":
-    return imagenet_labels(names, spec)
-  layer, units, _ = G.parse_targets([target], shapes)[0]
-  check(layer is None, f"occlusion target {target!r} must be predicted, label or class:N")
-  return np.full(len(names), int(units.channel[0]), np.int32)
+def target_classes(target: str, table: models.LayerTable, names, dataset: str) -> np.ndarray:
+  """config.target (predicted | label | class:N | class:NAME) -> (N,) class indices, -1 =
+  predicted on the unoccluded image."""
+  unit = models.parse_unit(target, table)
+  check(unit.layer == table.logits and unit.y is None,
+        f"occlusion target {target!r} must be predicted, label, class:N or class:NAME")
+  if unit.label:
+    return np.asarray(class_lib.image_labels(names, dataset), np.int32)
+  return np.full(len(names), -1 if unit.channel is None else unit.channel, np.int32)
 
 
 def fill_value(fill) -> np.ndarray:
@@ -78,67 +78,63 @@ def run(config, workdir):
   fill = fill_value(config.fill)
   names, images = runs.images_from_config(config, models.get_spec(config.model),
                                           skip_unreadable=True)
-  if config.target == "label":
-    imagenet_labels(names, models.get_spec(config.model))
-  module, variables, spec = runs.cached_model_from_config(config)
+  apply_fn, variables, spec = loader.from_config(config)
   _, height, width, _ = images.shape
-  apply_fn = models.ModelFn(module)
-  shapes = models.output_shapes(apply_fn, variables, images.shape)
-  classes = target_classes(str(config.target), shapes, names, spec)
+  table = models.layer_table(apply_fn, variables, images.shape, spec.class_names)
+  classes = target_classes(str(config.target), table, names, spec.dataset)
   feature_layer = config.feature_layer or None
   if feature_layer:
-    choose("layer", feature_layer, [k for k in shapes if k is not None])
-  workdir = runs.start_run(config, workdir)  # bad input above writes nothing
+    models.check_layer(feature_layer, table)
+  with runs.Run(config, workdir) as run:
+    workdir = run.dir
 
-  start = time.perf_counter()
-  result = O.occlusion(apply_fn, variables, images, classes, fill, size=config.size,
-                       stride=config.stride, feature_layer=feature_layer, chunk=config.chunk)
-  maps = {k: np.asarray(v) for k, v in result._asdict().items() if v is not None}
-  seconds = time.perf_counter() - start
-  drop = np.asarray(O.to_pixels(maps["base_prob"][:, None, None] - maps["prob"], result.starts_y,
-                                result.starts_x, config.size, height, width))
-  tmp = workdir / ".occlusion.npz.tmp"
-  with open(tmp, "wb") as f:
-    np.savez_compressed(f, prob_drop_pixels=drop, **maps)
-  os.replace(tmp, workdir / "occlusion.npz")
+    start = time.perf_counter()
+    result = O.occlusion(apply_fn, variables, images, classes, fill, size=config.size,
+                         stride=config.stride, feature_layer=feature_layer, chunk=config.chunk)
+    maps = {k: np.asarray(v) for k, v in result._asdict().items() if v is not None}
+    seconds = time.perf_counter() - start
+    drop = np.asarray(O.to_pixels(maps["base_prob"][:, None, None] - maps["prob"], result.starts_y,
+                                  result.starts_x, config.size, height, width))
+    np.savez_compressed(workdir / "occlusion.npz", prob_drop_pixels=drop, **maps)
 
-  items, panels = [], []
-  for n, (name, image) in enumerate(zip(names, images)):
-    stem = f"{n:03d}_{safe_name(name)}"
-    cls = int(maps["classes"][n])
-    prob = report.heatmap(upsample(maps["prob"][n], height, width))
-    labels, legend, fractions = label_picture(maps["label"][n], height, width, spec.class_names)
-    blended = report.overlay(image, drop[n], config.overlay_alpha)
-    columns, titles = [], []
-    if feature_layer:
-      feature = report.heatmap(upsample(maps["feature"][n], height, width))
-      report.save_image(workdir / "maps" / f"{stem}_feature.png", feature)
-      columns.append(feature)
-      titles.append(f"{feature_layer}:{int(maps['feature_channel'][n])}")
-    for suffix, picture in (("prob", prob), ("label", labels), ("legend", legend)):
-      report.save_image(workdir / "maps" / f"{stem}_{suffix}.png", picture)
-    report.save_image(workdir / "overlays" / f"{stem}.png", blended)
-    columns += [prob, labels, blended]
-    titles += [f"p({spec.class_names[cls]})", "top label", "p drop"]
-    tiles = report.image_grid([image, *columns], ncols=1 + len(columns), labels=["input", *titles])
-    rel = f"panels/{stem}.png"
-    report.save_image(workdir / rel, tiles)
-    panels.append(tiles)
-    record = {"image": name, "class": cls, "class_name": spec.class_names[cls],
-              "prob": float(maps["base_prob"][n]), "min_prob": float(maps["prob"][n].min()),
-              "top_labels": {k: round(float(v), 4) for k, v in fractions[:5]}}
-    if feature_layer:
-      record.update(feature_channel=int(maps["feature_channel"][n]),
-                    feature=float(maps["base_feature"][n]))
-    report.append_metrics(workdir, record)
-    text = "\n".join(f"{label}" for label, _ in fractions[:8])
-    items.append((f"{name}: class {cls} {spec.class_names[cls]}, p = {record['prob']:.3f} "
-                  f"unoccluded, {record['min_prob']:.3f} at worst", rel, None))
-    items.append((f"{name}: labels under the occluder", f"maps/{stem}_legend.png", text))
-  report.save_image(workdir / "summary.png", report.image_grid(panels, ncols=1))
-  report.write_report(workdir, f"occlusion: {config.model}", config,
-                      [("Occlusion (Fig. 7)", items)],
-                      summary={"model": config.model, "images": len(names), "size": config.size,
-                               "stride": config.stride, "positions": int(maps["prob"][0].size),
-                               "seconds (incl. compile)": round(seconds, 2)})
-  return {"seconds": seconds, "panels": len(panels)}
+    items, panels = [], []
+    for n, (name, image) in enumerate(zip(names, images)):
+      stem = f"{n:03d}_{runs.safe_name(name)}"
+      cls = int(maps["classes"][n])
+      prob = report.heatmap(upsample(maps["prob"][n], height, width))
+      labels, legend, fractions = label_picture(maps["label"][n], height, width, spec.class_names)
+      blended = report.overlay(image, drop[n], config.overlay_alpha)
+      columns, titles = [], []
+      if feature_layer:
+        feature = report.heatmap(upsample(maps["feature"][n], height, width))
+        report.save_image(workdir / "maps" / f"{stem}_feature.png", feature)
+        columns.append(feature)
+        titles.append(f"{feature_layer}:{int(maps['feature_channel'][n])}")
+      for suffix, picture in (("prob", prob), ("label", labels), ("legend", legend)):
+        report.save_image(workdir / "maps" / f"{stem}_{suffix}.png", picture)
+      report.save_image(workdir / "overlays" / f"{stem}.png", blended)
+      columns += [prob, labels, blended]
+      titles += [f"p({spec.class_names[cls]})", "top label", "p drop"]
+      tiles = report.image_grid([image, *columns], ncols=1 + len(columns), labels=["input", *titles])
+      rel = f"panels/{stem}.png"
+      report.save_image(workdir / rel, tiles)
+      panels.append(tiles)
+      record = {"image": name, "class": cls, "class_name": spec.class_names[cls],
+                "prob": float(maps["base_prob"][n]), "min_prob": float(maps["prob"][n].min()),
+                "top_labels": {k: round(float(v), 4) for k, v in fractions[:5]}}
+      if feature_layer:
+        record.update(feature_channel=int(maps["feature_channel"][n]),
+                      feature=float(maps["base_feature"][n]))
+      runs.append_metrics(workdir, record)
+      text = "\n".join(f"{label}" for label, _ in fractions[:8])
+      items.append((f"{name}: class {cls} {spec.class_names[cls]}, p = {record['prob']:.3f} "
+                    f"unoccluded, {record['min_prob']:.3f} at worst", rel, None))
+      items.append((f"{name}: labels under the occluder", f"maps/{stem}_legend.png", text))
+    report.save_image(workdir / "summary.png", report.image_grid(panels, ncols=1))
+    run.summary.update({"model": config.model, "images": len(names), "size": config.size,
+                        "stride": config.stride, "positions": int(maps["prob"][0].size),
+                        "mean_min_prob": float(np.mean(maps["prob"].min(axis=(1, 2)))),
+                        "seconds": round(seconds, 2)})
+    report.write_report(workdir, f"occlusion: {config.model}", config,
+                        [("Occlusion (Fig. 7)", items)], summary=run.summary)
+  return run.summary

@@ -8,6 +8,7 @@ except ImportError:
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,3 +25,13 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def imagenet_samples(shared_dir) -> Path:
   return shared_dir / "data" / "imagenet-samples"
+
+
+def imagenet_files_and_labels(folder: Path):
+  """The 100 shared ImageNet samples (sorted file paths) and their class indices, read from
+  classes.tsv (the row is the index; the wnid starts each file name)."""
+  files = sorted(folder.glob("*.JPEG"))
+  assert len(files) == 100, f"expected the 100 ImageNet samples in {folder}, found {len(files)}"
+  rows = (folder / "classes.tsv").read_text().splitlines()[1:]
+  index = {row.split("\t")[1]: i for i, row in enumerate(rows)}
+  return files, np.array([index[f.name.split("_")[0]] for f in files])

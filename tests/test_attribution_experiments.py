@@ -1,6 +1,5 @@
 """The attribution and occlusion experiments end to end, their configs, bad input, and the maps of
 the pretrained EfficientNet-Lite0 on a photo of a cat (skimage's chelsea)."""
-import functools
 import importlib
 import json
 
@@ -11,12 +10,12 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from cnn_vis import main, models
+from cnn_vis import loader, main, models
 from cnn_vis.data.images import skimage_image
 from cnn_vis.errors import UserError
+from cnn_vis.techniques import attribution
 from cnn_vis.techniques import gradients as G
 from cnn_vis.techniques import occlusion as O
-from experiments import attribution
 
 CONFIGS = ["simonyan14_saliency", "springenberg15_guided_backprop", "zeiler14_deconvnet",
            "smilkov17_smoothgrad", "sundararajan17_integrated_gradients", "selvaraju17_grad_cam",
@@ -52,7 +51,7 @@ def test_smoke_config_writes_maps_and_report(name, tmp_path):
     assert np.all((maps["prob"] >= 0) & (maps["prob"] <= 1))
   else:
     target = metrics[0]["target"]
-    expected = [f"{i:03d}_{n}_{G.split_targets(target)[0].replace(':', '_')}.png"
+    expected = [f"{i:03d}_{n}_{target.replace(':', '_')}.png"
                 for i, n in enumerate(["chelsea", "coffee"])]
     for folder in ("maps", "overlays", "panels"):
       assert _pngs(workdir / folder) == expected, folder
@@ -66,11 +65,10 @@ def test_smoke_config_writes_maps_and_report(name, tmp_path):
 
 def test_configs_name_layers_of_their_models():
   """Default and sweep targets/layers exist in the default model (no weights needed)."""
-  module = models.build("efficientnet_lite0")
-  shapes_of = jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0),
-                             jnp.zeros((1, 224, 224, 3)))
-  apply_fn = functools.partial(module.apply, train=False)
-  shapes = models.output_shapes(apply_fn, shapes_of, (1, 224, 224, 3))
+  apply_fn = models.ModelFn(models.build("efficientnet_lite0"))
+  variables = jax.eval_shape(lambda: models.init_variables("efficientnet_lite0", apply_fn.module))
+  table = models.layer_table(apply_fn, variables, (1, 224, 224, 3),
+                             models.get_spec("efficientnet_lite0").class_names)
   for name in CONFIGS:
     module_ = importlib.import_module(f"configs.{name}")
     for overrides in [{}] + list(getattr(module_, "get_sweep", list)()):
@@ -79,20 +77,27 @@ def test_configs_name_layers_of_their_models():
         continue
       assert config.pretrained
       if "targets" in config:
-        G.parse_targets(config.targets, shapes)
+        models.parse_units(config.targets, table)
       for key in ("layer", "feature_layer"):
         if config.get(key):
-          assert config[key] in shapes, (name, key, config[key])
+          models.check_layer(config[key], table)
+      if "method" in config:
+        attribution.get(config.method).options.from_config(config, models.get_spec(config.model)
+                                                           ).check(table)
 
 
-def test_every_registered_model_has_a_grad_cam_layer():
-  for name in models.list_models():
-    module, size = models.build(name), models.get_spec(name).input_size
-    variables = jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0),
-                               jnp.zeros((1, size, size, 3)))
-    shapes = models.output_shapes(functools.partial(module.apply, train=False), variables,
-                             (1, size, size, 3))
-    assert len(shapes[attribution.LAST_CONV[name]]) == 4, name
+def test_a_new_method_is_one_registered_function(tmp_path):
+  """The experiment dispatches by name: registering a function is all a new method takes."""
+  @attribution.register("gradient_times_input")
+  def gradient_times_input(apply_fn, variables, images, target, options):
+    """Gradient * input (Shrikumar et al. 2016)."""
+    maps = attribution.gradient(apply_fn, variables, images, target, options)
+    return maps._replace(values=maps.values * images[None])
+  try:
+    main.run(_config("simonyan14_saliency", method="gradient_times_input"), str(tmp_path / "run"))
+    assert (tmp_path / "run" / "maps" / "000_chelsea_predicted.png").is_file()
+  finally:
+    attribution._METHODS.pop("gradient_times_input")
 
 
 @pytest.mark.parametrize("name,overrides,match", [
@@ -103,7 +108,10 @@ def test_every_registered_model_has_a_grad_cam_layer():
     ("smilkov17_smoothgrad", {"samples": 0}, "samples must be >= 1"),
     ("zeiler14_occlusion", {"size": 40}, "window 40 is larger than the image"),
     ("zeiler14_occlusion", {"target": "label"}, "target label needs an ImageNet model"),
-    ("simonyan14_saliency", {"targets": "predicted,label"}, "target label needs an ImageNet model"),
+    ("simonyan14_saliency", {"targets": "predicted;label"}, "target label needs an ImageNet model"),
+    ("simonyan14_saliency", {"targets": "predicted,conv5:1"}, "separate units with ';'"),
+    ("selvaraju17_grad_cam", {"layer": "fc7"}, "Grad-CAM needs a conv layer"),
+    ("smilkov17_smoothgrad", {"base": "lime"}, "smoothgrad base 'lime' must be one of"),
     ("zeiler14_occlusion", {"fill": "grey"}, "cannot parse fill 'grey'"),
 ])
 def test_bad_input_is_a_one_line_error_and_writes_nothing(name, overrides, match, tmp_path):
@@ -144,8 +152,7 @@ def _inside(values, box, top=0.10):
 
 @pytest.mark.slow  # the pretrained 224x224 model: ~30 s on 2 cores, most of it occlusion
 def test_pretrained_maps_put_their_mass_on_the_cat():
-  module, variables, spec = models.load_model("efficientnet_lite0", pretrained=True)
-  apply_fn = functools.partial(module.apply, train=False)
+  apply_fn, variables, spec = loader.load("efficientnet_lite0", pretrained=True)
   scenes = [_cat_scene(0.2, 8, 8), _cat_scene(0.8, 104, 74)]  # dark / light, two corners
   images = jnp.asarray(np.stack([image for image, _ in scenes]))
   boxes = [box for _, box in scenes]

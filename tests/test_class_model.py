@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cnn_vis import loader
 from cnn_vis.errors import UserError
-from cnn_vis.techniques import class_model, classify, optimize
+from cnn_vis.techniques import class_model, classify
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,9 +33,9 @@ def test_linear_class_model_reaches_closed_form():
   w = np.asarray(variables["w"])
   for i, c in enumerate([2, 4]):
     expected = np.asarray(mean) + w[:, c].reshape(size, size, 3) / (2 * lam[i])
-    np.testing.assert_allclose(np.asarray(result.images[i]), expected, atol=1e-4)
-  # the start is the zero image of the mean-subtracted space: the first loss is -S_c(mean)
-  first = -float(result.losses[0, 0])
+    np.testing.assert_allclose(np.asarray(result.images[i, 0]), expected, atol=1e-4)
+  # the start is the zero image of the mean-subtracted space: the first score is S_c(mean)
+  first = float(result.terms["class score"][0, 0])
   zero_image = np.broadcast_to(np.asarray(mean), (size, size, 3)).reshape(-1)
   assert first == pytest.approx(float(zero_image @ w[:, 2]), rel=1e-5)
 
@@ -68,16 +69,14 @@ CLASSES = [1, 9, 76, 130, 107, 953, 949, 980, 985, 963]
 
 @pytest.mark.slow
 def test_pretrained_class_models_are_classified_and_shift_robust():
-  from cnn_vis import models  # pylint: disable=import-outside-toplevel
-  module, variables, _ = models.load_model("efficientnet_lite0", pretrained=True)
-  fn = models.ModelFn(module)
+  fn, variables, _ = loader.load("efficientnet_lite0", pretrained=True)
   # 160 px (the net still classifies natural images there) and 60 steps keep this test ~1 min
   # on 2 CPU cores; the config's defaults are 224 px and 100 steps.
   result = class_model.class_models(
-      fn, variables, CLASSES, size=160, center=optimize.model_mean(module),
+      fn, variables, CLASSES, size=160, center=fn.mean_pixel,
       key=jax.random.PRNGKey(0), l2=0.01, lr=0.02, steps=60, optimizer="adam",
       transforms=(("jitter", 16),), clip=True)
-  images = result.images
+  images = result.images[:, 0]
   probs = np.asarray(classify.probabilities(fn, variables, images))
   index = np.arange(len(CLASSES))
   assert np.all(probs[index, CLASSES] >= 0.9), probs[index, CLASSES]

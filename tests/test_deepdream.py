@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_vis import models
+from cnn_vis import loader, models
+from cnn_vis.data import images as image_io
 from cnn_vis.errors import UserError
 from cnn_vis.techniques import deepdream
 
@@ -74,10 +75,9 @@ def test_bad_inputs(tiny):
 
 @pytest.mark.slow
 def test_pretrained_dream_with_notebook_settings():
-  from cnn_vis.data import images as image_io  # pylint: disable=import-outside-toplevel
-  module, variables, _ = models.load_model("efficientnet_lite0", pretrained=True)
+  fn, variables, _ = loader.load("efficientnet_lite0", pretrained=True)
   image = image_io.skimage_image("chelsea")[::3, ::3]           # 100 x 151, not square
-  dreams, records = deepdream.deepdream(models.ModelFn(module), variables, image[None],
+  dreams, records = deepdream.deepdream(fn, variables, image[None],
                                         "block11", key=jax.random.PRNGKey(0))  # notebook defaults
   assert dreams.shape == (1,) + image.shape
   assert len(records) == deepdream.OCTAVE_N

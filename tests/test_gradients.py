@@ -17,6 +17,7 @@ from scipy import stats
 from cnn_vis import models
 from cnn_vis.errors import UserError
 from cnn_vis.models.relu import relu, relu6
+from cnn_vis.techniques import attribution
 from cnn_vis.techniques import gradients as G
 
 
@@ -26,8 +27,8 @@ def _apply(module):
 
 @pytest.fixture(scope="module")
 def alexnet():
-  module, variables, _ = models.load_model("alexnet_cifar", width=0.125, fc_width=32)
-  return _apply(module), variables
+  module = models.build("alexnet_cifar", width=0.125, fc_width=32)
+  return _apply(module), models.init_variables("alexnet_cifar", module)
 
 
 class GapNet(nn.Module):
@@ -82,14 +83,13 @@ def _check_against_reference(apply_fn, variables, images, layer, result, spatial
 def test_standard_mode_equals_jax_grad(alexnet):
   apply_fn, variables = alexnet
   images = _images(2)
-  shapes = models.output_shapes(apply_fn, variables, images.shape)
+  table = models.layer_table(apply_fn, variables, images.shape)
   logits, acts = jax.jit(apply_fn)(variables, images)
-  groups = G.parse_targets("predicted,class:3,max:conv3,conv3:2@1,5,conv3:7", shapes)
-  assert [(layer, texts) for layer, _, texts in groups] == \
-      [(None, ["predicted", "class:3"]), ("conv3", ["max:conv3", "conv3:2@1,5", "conv3:7"])]
-  for layer, units, texts in groups:
+  parsed = models.parse_units("predicted;class:3;max:conv3;conv3:2@1,5;conv3:7", table)
+  groups = [(None, G.Units.of(parsed[:2])), ("conv3", G.Units.of(parsed[2:]))]
+  for layer, units in groups:
     result = G.gradients(apply_fn, variables, images, units, layer=layer)
-    assert result.values.shape == (len(texts),) + images.shape
+    assert result.values.shape == (len(units.channel),) + images.shape
     _check_against_reference(apply_fn, variables, images, layer, result)
   # How units were resolved, checked on the activations themselves.
   conv3 = np.asarray(acts["conv3"])
@@ -285,6 +285,12 @@ def test_integrated_gradients_is_exact_for_a_linear_model_and_chunking_is_invisi
     np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-6)
 
 
+def _smoothgrad(apply_fn, variables, images, units, layer=None, **options):
+  target = attribution.Target(layer, units)
+  return attribution.smoothgrad(apply_fn, variables, images, target,
+                                attribution.SmoothGradOptions(**options))
+
+
 def test_smoothgrad_is_the_gaussian_smoothed_gradient():
   # f = sum relu(x - 0.5): dS/dx = 1[x > 0.5]; averaged over x + N(0, s^2) it is Phi((x - 0.5) / s),
   # with s = noise * (max - min of the image) (Smilkov et al. 2017, §3).
@@ -292,8 +298,8 @@ def test_smoothgrad_is_the_gaussian_smoothed_gradient():
   images = jnp.stack([jnp.linspace(0.2, 0.8, 16 * 16 * 3).reshape(16, 16, 3),
                       jnp.linspace(0.4, 0.6, 16 * 16 * 3).reshape(16, 16, 3)])
   noise, samples = 0.2, 400
-  result = G.smoothgrad(apply_fn, {}, images, G.Units.make([0]), jax.random.PRNGKey(0),
-                        noise=noise, samples=samples, chunk=64)
+  result = _smoothgrad(apply_fn, {}, images, G.Units.make([0]), noise=noise, samples=samples,
+                       chunk=64)
   sigma = noise * np.array([0.6, 0.2])
   expected = stats.norm.cdf((np.asarray(images) - 0.5) / sigma[:, None, None, None])
   error = np.abs(np.asarray(result.values[0]) - expected)
@@ -303,12 +309,12 @@ def test_smoothgrad_is_the_gaussian_smoothed_gradient():
 
 def test_smoothgrad_chunks_and_zero_noise(gapnet):
   apply_fn, variables = gapnet
-  images, units, key = _images(2, size=16), G.Units.make([-1, 3]), jax.random.PRNGKey(7)
-  runs = [G.smoothgrad(apply_fn, variables, images, units, key, noise=0.1, samples=4, chunk=c)
+  images, units = _images(2, size=16), G.Units.make([-1, 3])
+  runs = [_smoothgrad(apply_fn, variables, images, units, noise=0.1, samples=4, chunk=c, seed=7)
           for c in (3, 4)]  # 4 samples: padded to 6 (weights 0), and all at once
   np.testing.assert_allclose(runs[1].values, runs[0].values, rtol=1e-4, atol=1e-7)
   plain = G.gradients(apply_fn, variables, images, units)
-  zero = G.smoothgrad(apply_fn, variables, images, units, key, noise=0.0, samples=4, chunk=3)
+  zero = _smoothgrad(apply_fn, variables, images, units, noise=0.0, samples=4, chunk=3)
   np.testing.assert_allclose(zero.values, plain.values, rtol=1e-5, atol=1e-8)
   assert not np.allclose(runs[0].values, plain.values)
 
@@ -365,29 +371,17 @@ def _one_line_error(match, fn, *args, **kwargs):
 def test_bad_input_is_a_one_line_error(alexnet):
   apply_fn, variables = alexnet
   images = _images(1)
-  shapes = models.output_shapes(apply_fn, variables, images.shape)
-  _one_line_error("unknown layer 'conv9'", G.parse_targets, "conv9:1", shapes)
-  _one_line_error("unknown layer 'conv9'", G.parse_targets, "max:conv9", shapes)
-  _one_line_error("channel 99 out of range", G.parse_targets, "conv5:99", shapes)
-  _one_line_error("position out of range", G.parse_targets, "conv5:1@8,0", shapes)
-  _one_line_error("class 10 out of range", G.parse_targets, "class:10", shapes)
-  _one_line_error("cannot parse unit", G.parse_targets, "conv5", shapes)
-  _one_line_error("no target given", G.parse_targets, " , ", shapes)
   units = G.Units.make([0])
   _one_line_error("steps must be >= 1, got 0", G.integrated_gradients, apply_fn, variables, images,
                   units, steps=0)
   _one_line_error("unknown integration rule", G.integrated_gradients, apply_fn, variables, images,
                   units, rule="simpson")
-  _one_line_error("samples must be >= 1", G.smoothgrad, apply_fn, variables, images, units,
-                  jax.random.PRNGKey(0), samples=0)
+  _one_line_error("samples must be >= 1", attribution.SmoothGradOptions, samples=0)
+  _one_line_error("smoothgrad base 'smoothgrad' must be one of", attribution.SmoothGradOptions,
+                  base="smoothgrad")
   _one_line_error("unknown spatial reduction", G.gradients, apply_fn, variables, images, units,
                   spatial="median")
   _one_line_error("unknown layer 'nope'", G.gradients, apply_fn, variables, images, units,
                   layer="nope")
   _one_line_error("Grad-CAM needs a conv layer", G.grad_cam, apply_fn, variables, images, units,
                   "fc7")
-
-
-def test_split_targets_keeps_positions():
-  assert G.split_targets("predicted, conv5:3@6,6,class:2,max:conv4") == \
-      ["predicted", "conv5:3@6,6", "class:2", "max:conv4"]

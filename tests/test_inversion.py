@@ -9,8 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cnn_vis import loader, models
+from cnn_vis.data import images as image_io
 from cnn_vis.errors import UserError
-from cnn_vis.techniques import inversion, optimize
+from cnn_vis.techniques import classify, inversion
+from cnn_vis.techniques.objectives import Context, FeatureDistance, total_variation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +28,12 @@ class ScaledPixels:
 def test_feature_distance_is_normalised_squared_error():
   target = jnp.array([[1.0, 2.0], [0.0, 2.0]])           # ||Phi0||^2 = 9
   acts = {"f": (target + jnp.array([[1.0, 0.0], [0.0, -2.0]]))[None]}
-  loss = inversion.FeatureDistance("f")(None, acts, {"target": target, "target_sq": 9.0})
+  setting = {"target": target, "target_sq": 9.0, "alpha_norm": 0.0, "alpha": 6.0, "tv": 0.0,
+             "tv_beta": 2.0}
+  loss = FeatureDistance("f")(Context(jnp.zeros((1, 2, 2, 3)), None, acts, setting))
   assert float(loss) == pytest.approx(5.0 / 9.0)
+  assert float(inversion.objective("f")(Context(jnp.zeros((1, 2, 2, 3)), None, acts, setting))) \
+      == pytest.approx(-5.0 / 9.0)
 
 
 def test_reference_constants_and_conversions():
@@ -41,20 +48,34 @@ def test_reference_constants_and_conversions():
     inversion.lambda_tv("l21", names)
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "alexnet", "vgg19"])
+def test_lambda_tv_grows_with_depth_in_forward_order(name):
+  # The reference code's lambda_TV is 1 / 10 / 100 for shallow / middle / deep layers. The layer
+  # list must be in forward order: sorted names put EfficientNet's `stem` after `block9` (so it
+  # got 100, and block15 got 10) - the bug this test guards against.
+  names = models.layer_names(name)
+  weights = [inversion.lambda_tv(layer, names) for layer in names]
+  assert weights[0] == 1.0 and weights[-1] == 100.0 and weights == sorted(weights), weights
+  if name == "efficientnet_lite0":
+    assert inversion.lambda_tv("stem", names) == 1.0
+    assert inversion.lambda_tv("block15", names) == 100.0
+    assert inversion.lambda_tv("stem", sorted(names)) == 100.0   # the old, alphabetical list
+
+
 def test_inversion_of_an_invertible_representation_recovers_the_image():
   images = 0.2 + 0.6 * np.random.RandomState(0).rand(2, 8, 8, 3).astype(np.float32)
   result, targets = inversion.invert(
       ScaledPixels(), {}, images, "pixels", center=jnp.full((3,), 0.5), key=jax.random.PRNGKey(0),
       tv=0.0, alpha_norm=0.0, lr=0.05, phases=((150, 1.0), (50, 0.1)), optimizer="adam",
       optimizer_kwargs=())
-  np.testing.assert_allclose(np.asarray(result.images), images, atol=2e-3)
-  errors = inversion.normalized_error(ScaledPixels(), {}, result.images, targets, "pixels")
+  np.testing.assert_allclose(np.asarray(result.images[:, 0]), images, atol=2e-3)
+  errors = inversion.normalized_error(ScaledPixels(), {}, result.images[:, 0], targets, "pixels")
   assert np.all(np.asarray(errors) < 1e-4)
   # the reference optimiser (SGD with momentum, rate phases) converges here too
   result, _ = inversion.invert(ScaledPixels(), {}, images, "pixels", center=jnp.full((3,), 0.5),
                                key=jax.random.PRNGKey(0), tv=0.0, alpha_norm=0.0, lr=0.2,
                                phases=((100, 1.0), (50, 0.1)))
-  np.testing.assert_allclose(np.asarray(result.images), images, atol=2e-3)
+  np.testing.assert_allclose(np.asarray(result.images[:, 0]), images, atol=2e-3)
 
 
 def test_tv_regulariser_smooths_the_reconstruction():
@@ -64,7 +85,7 @@ def test_tv_regulariser_smooths_the_reconstruction():
   stacked = np.concatenate([images, images])
   result, _ = inversion.invert(ScaledPixels(), {}, stacked, "pixels", tv=np.array([0.0, 1e4]),
                                **kwargs)
-  tv = [float(optimize.total_variation(im, 2.0)) for im in result.images]
+  tv = [float(total_variation(im, 2.0)) for im in result.images[:, 0]]
   assert tv[1] < 0.5 * tv[0]
 
 
@@ -82,22 +103,19 @@ def test_bad_inputs_are_one_line_errors():
 
 @pytest.mark.slow
 def test_pretrained_last_conv_layer_inversion():
-  from cnn_vis import models  # pylint: disable=import-outside-toplevel
-  from cnn_vis.data import images as image_io  # pylint: disable=import-outside-toplevel
-  from cnn_vis.techniques import classify  # pylint: disable=import-outside-toplevel
-  module, variables, spec = models.load_model("efficientnet_lite0", pretrained=True)
-  fn = models.ModelFn(module)
+  fn, variables, spec = loader.load("efficientnet_lite0", pretrained=True)
   _, coffee = image_io.model_input("skimage:coffee", spec.input_size, spec.resize)
   images = coffee[None]
   # 224 px, the model's size; `head` (7x7x1280) is its last conv layer. Adam (the reference
   # momentum SGD diverges on this net), lambda_TV 1 (the reference value for shallow layers).
   result, targets = inversion.invert(
-      fn, variables, images, "head", center=optimize.model_mean(module),
+      fn, variables, images, "head", center=fn.mean_pixel,
       key=jax.random.PRNGKey(0), tv=1.0, lr=0.02, phases=((150, 1.0), (75, 0.1)),
       optimizer="adam", optimizer_kwargs=())
-  error = float(inversion.normalized_error(fn, variables, result.images, targets, "head")[0])
+  reconstruction = result.images[:, 0]
+  error = float(inversion.normalized_error(fn, variables, reconstruction, targets, "head")[0])
   assert error <= 0.1, error
   original = int(np.asarray(classify.probabilities(fn, variables, images)).argmax())
-  inverted = classify.probabilities(fn, variables, jnp.clip(result.images, 0, 1))
+  inverted = classify.probabilities(fn, variables, jnp.clip(reconstruction, 0, 1))
   inverted = int(np.asarray(inverted).argmax())
   assert inverted == original == 967, (inverted, original)     # espresso

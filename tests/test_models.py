@@ -27,7 +27,7 @@ def _expected_paper_params(groups: int) -> int:
 def test_paper_alexnet_shapes_and_parameter_count(groups):
   module = models.build("alexnet", groups=groups)
   variables = jax.eval_shape(lambda: models.init_variables("alexnet", module))
-  shapes = models.layer_shapes(module, variables, 227)
+  shapes = models.output_shapes(models.ModelFn(module), variables, (1, 227, 227, 3))
   for name, shape in PAPER_SHAPES.items():
     assert shapes[name][1:] == shape, name
   n_params = layers.count_params(variables["params"])
@@ -92,7 +92,9 @@ def test_flatten_follows_torch_channel_major_order():
 
 @pytest.mark.parametrize("name", ["alexnet_cifar", "alexnet_fashion_mnist"])
 def test_small_models_forward_and_train_mode(name):
-  module, variables, spec = models.load_model(name, width=0.25, fc_width=64)
+  spec = models.get_spec(name)
+  module = models.build(name, width=0.25, fc_width=64)
+  variables = models.init_variables(name, module)
   x = jnp.full((2, spec.input_size, spec.input_size, 3), 0.5)
   logits, acts = module.apply(variables, x)
   assert logits.shape == (2, len(spec.class_names))
@@ -133,11 +135,36 @@ def test_unknown_names_are_one_line_errors():
     models.get_spec("resnet")
   with pytest.raises(UserError, match="relu_mode"):
     models.build("alexnet", relu_mode="leaky")
-  module, variables, _ = models.load_model("alexnet_cifar", width=0.125, fc_width=16)
-  with pytest.raises(UserError, match=r"unknown layer 'conv9'; allowed: .*conv5"):
-    models.activations(module, variables, jnp.zeros((1, 32, 32, 3)), ["conv9"])
   with pytest.raises(UserError, match="bad model option"):
     models.build("alexnet_cifar", depth=3)
+  with pytest.raises(UserError, match="has no default for style"):
+    models.get_spec("alexnet").default("style")
+
+
+def test_receptive_fields_of_the_papers_alexnet():
+  # R-CNN §3.1: pool5 units see 195x195 of the 227x227 input; conv5 163 (Girshick et al. 2014).
+  fields = models.ModelFn(models.build("alexnet", groups=1)).receptive_fields(227)
+  assert [fields[n].size for n in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5",
+                                   "pool5")] == [11, 19, 51, 67, 99, 131, 163, 195]
+  assert (fields["pool5"].stride, fields["pool5"].offset) == (32, -64)
+  assert (fields["pool5"].height, fields["pool5"].width) == (6, 6)
+  assert fields["pool5"].box(0, 5, 227, 227) == (0, 96, 131, 227)   # clipped at the borders
+  assert fields["fc6"].size == 227
+
+
+def test_window_output_sizes_equal_torch_and_tensorflow():
+  torch = pytest.importorskip("torch")
+  for kernel, stride, padding in ((3, 2, 0), (3, 2, 1), (2, 2, 1), (1, 2, 0), (5, 3, 2)):
+    for ceil in (False, True):
+      pool = torch.nn.MaxPool2d(kernel, stride, padding, ceil_mode=ceil)
+      window = models.Window(kernel, stride, padding, ceil=ceil)
+      for n in range(max(kernel - 2 * padding, 1), 40):
+        assert window.output_size(n) == pool(torch.zeros(1, 1, n, n)).shape[-1], (kernel, stride,
+                                                                                   padding, ceil, n)
+  for n in range(3, 30):   # TensorFlow 'SAME': ceil(n / s) outputs, the smaller half first
+    pads = jax.lax.padtype_to_pads((n,), (3,), (2,), "SAME")[0]
+    assert models.Window(3, 2, "same").output_size(n) == -(-n // 2)
+    assert models.Window(3, 2, "same").pad_before(n) == pads[0]
 
 
 @pytest.mark.parametrize("window,stride,padding,size", [(3, 2, "VALID", 13), (3, 2, "SAME", 8),

@@ -6,6 +6,7 @@ weights, layer by layer; crafted pickles that really do run code under an unrest
 """
 import torch  # noqa: I001  # before anything that may import TensorFlow (see conftest.py)
 import torchvision
+from conftest import imagenet_files_and_labels
 
 import functools
 import pickle
@@ -67,11 +68,7 @@ def _lite0_reference(**overrides):
 
 
 def _imagenet_samples(folder):
-  files = sorted(folder.glob("*.JPEG"))
-  assert len(files) == 100, f"expected the 100 ImageNet samples in {folder}, found {len(files)}"
-  rows = (folder / "classes.tsv").read_text().splitlines()[1:]
-  index = {row.split("\t")[1]: i for i, row in enumerate(rows)}
-  labels = np.array([index[f.name.split("_")[0]] for f in files])
+  files, labels = imagenet_files_and_labels(folder)
   images = np.stack([resize_shorter_and_center_crop(load_image(f), 256, 224) for f in files])
   return images, labels
 
@@ -127,10 +124,11 @@ def test_efficientnet_lite0_layers_and_train_mode_batch_norm(lite0_variables):
                 "head running mean")
   _assert_close(updates["batch_stats"]["block9"]["depthwise"]["bn"]["mean"],
                 reference._blocks[8]._bn1.running_mean, 1e-4, "block9 running mean")
-  shapes = models.layer_shapes(module, lite0_variables, 224)
+  shapes = models.output_shapes(models.ModelFn(module), lite0_variables, (1, 224, 224, 3))
   assert shapes["head"] == (1, 7, 7, 1280) and shapes["pool"] == (1, 1280)
   assert shapes["logits"] == (1, 1000) and shapes["block16"] == (1, 7, 7, 320)
-  assert set(shapes) == {"stem", "head", "pool", "logits"} | {f"block{i}" for i in range(1, 17)}
+  assert list(shapes) == ["stem"] + [f"block{i}" for i in range(1, 17)] + ["head", "pool",
+                                                                          "logits", None]
   assert acts["head"].shape == (4, 2, 2, 1280)
 
 
@@ -328,7 +326,7 @@ def test_cache_skips_conversion_and_is_invalidated_by_a_new_checkpoint(cache_dir
                                                                         tmp_path):
   source = tmp_path / "lite0.pth"
   shutil.copy(pretrained.checkpoint_path("efficientnet_lite0"), source)
-  monkeypatch.setattr(pretrained, "_efficientnet_lite0_file", lambda: source)
+  monkeypatch.setattr(pretrained, "_package_file", lambda name: source)
   first = pretrained.load("efficientnet_lite0")
   assert (cache_dir / "efficientnet_lite0.safetensors").is_file()
   assert [p.name for p in cache_dir.iterdir()] == ["efficientnet_lite0.safetensors"]  # no temp files

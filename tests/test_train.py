@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_vis import main, models
+from cnn_vis import loader, main, models
 from cnn_vis.errors import UserError
 from cnn_vis.train import checkpoint, ensemble, optim, parallel, steps
+from cnn_vis.train import loop as train
 from configs import alexnet_cifar10, predict
-from experiments import train
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = 10
@@ -94,7 +94,8 @@ def test_run_writes_checkpoints_metrics_and_report(trained):
 def test_checkpoint_loads_into_models_and_techniques_by_path(trained, tmp_path):
   raw = checkpoint.load_variables(trained / "checkpoints" / "6")
   # The model options come with the checkpoint (as --config.model=... --config.checkpoint=W).
-  module, variables, _ = models.load_model("alexnet_cifar", checkpoint=str(trained))
+  apply_fn, variables, _ = loader.load("alexnet_cifar", checkpoint=str(trained))
+  module = apply_fn.module
   assert (module.convs[0].features, module.fc_widths, module.lrn_after) == (4, (16, 16), ())
   chex.assert_trees_all_equal(variables, raw)
   images = jax.random.uniform(jax.random.PRNGKey(0), (3, 32, 32, 3))
@@ -102,13 +103,13 @@ def test_checkpoint_loads_into_models_and_techniques_by_path(trained, tmp_path):
   # The newest step's parameters (step 6), not step 4's.
   older = checkpoint.load_variables(trained / "checkpoints" / "4")
   assert not np.allclose(raw["params"]["fc8"]["kernel"], older["params"]["fc8"]["kernel"])
-  _, same, _ = models.load_model("alexnet_cifar", checkpoint=str(trained), **KWARGS)
+  _, same, _ = loader.load("alexnet_cifar", checkpoint=str(trained), **KWARGS)
   chex.assert_trees_all_equal(same, raw)
   with pytest.raises(UserError, match="model_kwargs") as e:
-    models.load_model("alexnet_cifar", checkpoint=str(trained), width=0.125, fc_width=16)
+    loader.load("alexnet_cifar", checkpoint=str(trained), width=0.125, fc_width=16)
   assert "\n" not in str(e.value) and "{'width': 0.125}" in str(e.value)
   with pytest.raises(UserError, match="not alexnet_fashion_mnist"):
-    models.load_model("alexnet_fashion_mnist", checkpoint=str(trained))
+    loader.load("alexnet_fashion_mnist", checkpoint=str(trained))
   config = predict.get_config("smoke")  # a technique's experiment, loading the run by path
   config.model_kwargs = {}
   config.checkpoint = str(trained)
@@ -391,7 +392,7 @@ DATA_PARALLEL = textwrap.dedent("""
     from configs import alexnet_cifar10
     from cnn_vis import models
     from cnn_vis.errors import UserError
-    from experiments import train
+    from cnn_vis.train import loop as train
     assert jax.device_count() == 4, jax.devices()
     config = alexnet_cifar10.get_config("smoke")
     module = models.build(config.model, **config.model_kwargs)
@@ -417,7 +418,7 @@ DATA_PARALLEL = textwrap.dedent("""
     config.batch_size = 6
     config.manual_dir = sys.argv[1]
     try:
-      train.run(config, sys.argv[2])
+      train.prepare(config, sys.argv[2])
       error = None
     except UserError as e:
       error = str(e)

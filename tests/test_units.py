@@ -1,36 +1,63 @@
-"""Unit addressing: parsing `layer:channel[@y,x]`, validation, and reading activations."""
-import jax.numpy as jnp
-import numpy as np
+"""The one unit grammar: every form, ranges, lists, class names, and one-line errors."""
+import jax
 import pytest
 
+from cnn_vis import models
 from cnn_vis.errors import UserError
-from cnn_vis.models import Unit, check_unit, parse_unit, unit_activation
+from cnn_vis.models import LayerTable, Unit, parse_unit, parse_units
 
-SHAPES = {"conv5": (1, 13, 13, 256), "fc8": (1, 1000)}
+TABLE = LayerTable({"conv5": (13, 13, 256), "fc7": (4096,), "fc8": (1000,)}, "fc8",
+                   models.get_spec("alexnet").class_names)
 
 
-def test_parse_round_trip():
-  assert parse_unit("fc8:130") == Unit("fc8", 130)
-  assert parse_unit("conv5:17@6,6") == Unit("conv5", 17, 6, 6)
-  assert str(parse_unit("conv5:17@6,6")) == "conv5:17@6,6"
+@pytest.mark.parametrize("text,expected", [
+    ("fc8:130", [Unit("fc8", 130)]),
+    ("conv5:17@6,6", [Unit("conv5", 17, 6, 6)]),
+    ("conv5:3-5", [Unit("conv5", 3), Unit("conv5", 4), Unit("conv5", 5)]),
+    ("conv5:0-1@2,3", [Unit("conv5", 0, 2, 3), Unit("conv5", 1, 2, 3)]),
+    ("class:130", [Unit("fc8", 130)]),
+    ("class:flamingo", [Unit("fc8", 130)]),
+    ("fc8:flamingo", [Unit("fc8", 130)]),
+    ("max:conv5", [Unit("conv5")]),
+    ("predicted", [Unit("fc8")]),
+    ("label", [Unit("fc8", label=True)]),
+    ("predicted; conv5:1@0,12 ;fc7:9", [Unit("fc8"), Unit("conv5", 1, 0, 12), Unit("fc7", 9)]),
+    (("class:1", "conv5:2"), [Unit("fc8", 1), Unit("conv5", 2)]),
+])
+def test_every_form_parses(text, expected):
+  assert parse_units(text, TABLE) == expected
+
+
+def test_units_print_back_in_the_grammar():
+  for text in ("fc8:130", "conv5:17@6,6", "max:conv5", "label", "predicted"):
+    assert str(parse_unit(text, TABLE)) == text
 
 
 @pytest.mark.parametrize("text,pattern", [
-    ("fc8", "cannot parse unit"), ("fc8:x", "cannot parse unit"),
-    ("conv9:1", r"unknown layer 'conv9'; allowed: conv5, fc8"),
+    ("conv5", "cannot parse unit 'conv5'; expected one of LAYER:C"),
+    ("fc8:x", "unknown class 'x'"),
+    ("conv9:1", r"unknown layer 'conv9' \(closest: conv5\); allowed: conv5, fc7, fc8"),
+    ("max:conv9", "unknown layer 'conv9'"),
     ("fc8:1000", r"channel 1000 out of range; layer fc8 has channels 0..999"),
-    ("conv5:-1", "out of range"), ("conv5:3@13,0", r"position out of range; layer conv5 is 13x13"),
-    ("fc8:3@0,0", "no spatial positions")])
+    ("class:1000", r"class 1000 out of range; the model has classes 0..999"),
+    ("class:flamingoo", "did you mean flamingo"),
+    ("class:crane", r"class name 'crane' is ambiguous \(classes 134, 517\)"),
+    ("conv5:3@13,0", r"position out of range; layer conv5 is 13x13"),
+    ("fc7:3@0,0", "no spatial positions"),
+    ("conv5:9-3", "is empty"),
+    ("conv5:1,conv5:2", "separate units with ';'"),
+    (" ; ", "no units given"),
+])
 def test_bad_units_are_one_line_errors(text, pattern):
   with pytest.raises(UserError, match=pattern) as info:
-    check_unit(parse_unit(text), SHAPES)
+    parse_units(text, TABLE)
   assert "\n" not in str(info.value)
 
 
-def test_unit_activation_reductions():
-  a = jnp.arange(2 * 3 * 3 * 4, dtype=jnp.float32).reshape(2, 3, 3, 4)
-  acts = {"conv": a, "fc": a[:, 0, 0, :]}
-  np.testing.assert_array_equal(unit_activation(acts, Unit("conv", 2, 0, 1)), a[:, 0, 1, 2])
-  np.testing.assert_array_equal(unit_activation(acts, Unit("conv", 2)), a[:, 1, 1, 2])
-  np.testing.assert_allclose(unit_activation(acts, Unit("conv", 2), "mean"), a[..., 2].mean((1, 2)))
-  np.testing.assert_array_equal(unit_activation(acts, Unit("fc", 3)), a[:, 0, 0, 3])
+def test_a_models_table_knows_its_layers_logits_and_classes():
+  fn = models.ModelFn(models.build("alexnet_cifar", width=0.125, fc_width=16))
+  variables = jax.eval_shape(lambda: models.init_variables("alexnet_cifar", fn.module))
+  table = models.layer_table(fn, variables, (1, 32, 32, 3), models.get_spec("alexnet_cifar").class_names)
+  assert table.logits == "fc8" and table.num_classes == 10
+  assert table.layers()[:3] == ["conv1", "norm1", "pool1"]   # forward order, not alphabetical
+  assert parse_units("class:cat;conv5:0@1,1", table) == [Unit("fc8", 3), Unit("conv5", 0, 1, 1)]

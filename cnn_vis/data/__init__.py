@@ -15,27 +15,18 @@ TensorFlow is imported only inside `load`, `info` and `num_examples`: importing 
 torchvision crashes the interpreter, so importing this package must stay free of it.
 Augmentation runs on device, in JAX: cnn_vis/data/augment.py.
 """
-import dataclasses
-from typing import Iterator, Mapping
+from typing import Iterator
 
+from cnn_vis.data.info import DATASETS, DatasetInfo
 from cnn_vis.errors import choose
 
-DATASETS = ("cifar10", "cifar10_jpeg", "fashion_mnist", "image_folder", "imagenet2012")
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  """What a model and a training loop need to know about a dataset."""
-  num_classes: int
-  num_examples: Mapping[str, int]  # split name -> number of examples
-  image_size: int  # the side of the square images `load` yields (without image_size=)
-  class_names: tuple[str, ...]
+__all__ = ["DATASETS", "DatasetInfo", "info", "load", "num_examples"]
 
 
 def info(name: str, *, data_dir=None, manual_dir=None, image_size=None) -> DatasetInfo:
   """Classes, split sizes and image size of dataset `name`, preparing it first if needed."""
   choose("dataset", name, DATASETS)
-  from cnn_vis.data import pipeline  # pylint: disable=import-outside-toplevel
+  from cnn_vis.data import pipeline  # lazy: imports TensorFlow, which must not load before torch
   return pipeline.info(name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size)
 
 
@@ -43,7 +34,7 @@ def num_examples(name: str, split: str, *, data_dir=None, manual_dir=None) -> in
   """Number of examples of `split` of dataset `name`, in tfds split syntax (e.g. "train[:90%]");
   a bad split is a UserError naming the dataset's splits."""
   choose("dataset", name, DATASETS)
-  from cnn_vis.data import pipeline  # pylint: disable=import-outside-toplevel
+  from cnn_vis.data import pipeline  # lazy: imports TensorFlow, which must not load before torch
   return pipeline.num_examples(name, split, data_dir=data_dir, manual_dir=manual_dir)
 
 
@@ -61,7 +52,7 @@ def load(name: str, split: str, *, batch_size: int, train: bool, seed: int = 0, 
   process_index/process_count override jax's (for tests and tools).
   """
   choose("dataset", name, DATASETS)
-  from cnn_vis.data import pipeline  # pylint: disable=import-outside-toplevel
+  from cnn_vis.data import pipeline  # lazy: imports TensorFlow, which must not load before torch
   return pipeline.load(name, split, batch_size=batch_size, train=train, seed=seed,
                        data_dir=data_dir, manual_dir=manual_dir, image_size=image_size,
                        process_index=process_index, process_count=process_count)

@@ -66,7 +66,7 @@ def resize_shorter_and_center_crop(image: np.ndarray, resize: int | None, crop: 
 
 def skimage_image(name: str) -> np.ndarray:
   """A natural photo shipped with scikit-image (chelsea, coffee, astronaut, rocket, ...) in [0,1]."""
-  import skimage.data  # pylint: disable=import-outside-toplevel
+  import skimage.data  # lazy: scikit-image takes ~1 s to import and only photos need it
   allowed = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat", "hubble_deep_field",
              "immunohistochemistry", "motorcycle_left")
   if name not in allowed:

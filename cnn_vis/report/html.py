@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from cnn_vis.runs import read_metrics
+
 # A report section: (heading, items); an item is (caption, relative image path or None, text or None).
 Item = tuple[str, str | None, str | None]
 Section = tuple[str, Sequence[Item]]
@@ -21,17 +23,6 @@ def _write_atomic(path: Path, text: str) -> None:
   tmp = path.with_name(f".{path.name}.tmp")
   tmp.write_text(text)
   os.replace(tmp, path)
-
-
-def append_metrics(workdir, record: dict) -> None:
-  """Appends one JSON line to workdir/metrics.jsonl."""
-  with open(Path(workdir) / "metrics.jsonl", "a") as f:
-    f.write(json.dumps(record, default=float) + "\n")
-
-
-def read_metrics(workdir) -> list[dict]:
-  path = Path(workdir) / "metrics.jsonl"
-  return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
 def _item_html(caption: str, image: str | None, text: str | None) -> str:

@@ -73,3 +73,20 @@ def image_grid(images, ncols: int | None = None, labels=None, pad: int = 2,
     if labels is not None:
       draw.text((left, top + tile_h), str(labels[i])[: max(tile_w // 6, 1)], fill=(0, 0, 0))
   return np.asarray(canvas, np.float32) / 255.0
+
+
+def attribution_picture(values, display: str) -> tuple[np.ndarray, np.ndarray]:
+  """(picture HxWx3 in [0, 1], 2-D map HxW) of one attribution as its method shows it:
+  signed: the attribution as an image (grey = 0, symmetric scale), mapped by max_c |v|;
+  max_abs: max_c |v| in grey (Simonyan et al.'s saliency maps); sum_abs: sum_c |v| in grey (as
+  Sundararajan et al. show IG); heatmap: a 2-D map in the jet colour map (Grad-CAM)."""
+  values = np.asarray(values, np.float32)
+  if display == "heatmap":
+    return heatmap(values, "jet"), values
+  if display == "sum_abs":
+    magnitude = np.abs(values).sum(-1)
+  else:
+    magnitude = np.abs(values).max(-1)
+  if display == "signed":
+    return normalize_for_display(values), magnitude
+  return heatmap(magnitude, "gray"), magnitude

@@ -8,7 +8,7 @@ projections, applied in its order (optimize.project): decay theta_decay, Gaussia
 theta_b_width every theta_b_every steps, zeroing pixels of small norm (theta_n_pct) and of small
 contribution (theta_c_pct), then clipping to the valid range.
 
-PRESETS 1-4 are Table 1 of the paper in its order (PAPERS.md §5; yosinski/deep-visualization-
+PRESETS 1-4 are Table 1 of the paper in its order (docs/papers.md §5; yosinski/deep-visualization-
 toolbox `doc/running-optimize-image.md`); preset 3 made most of the paper's images. Start:
 mean + N(0, 10) on 0..255 pixels. Conversion to our [0, 1] space (x01 = x255 / 255): decay, blur
 widths (pixels) and percentiles are unit-free; a constant rate lr_255 on 0..255 pixels is
@@ -22,16 +22,14 @@ lucid's `render_vis` defaults): a 1/f-scaled Fourier parameterisation in a decor
 basis behind a sigmoid, transformation robustness (pad 12, jitter 8, scale 0.95-1.05, rotate
 -10..10 degrees, jitter 4; lucid `transform.standard_transforms`), Adam lr 0.05, 512 steps.
 """
-import dataclasses
-import re
-
 import jax.numpy as jnp
 import numpy as np
 
 from cnn_vis import models
-from cnn_vis.errors import UserError, check, choose
-from cnn_vis.models.units import Unit, check_unit
+from cnn_vis.errors import check, choose
+from cnn_vis.models.units import check_unit
 from cnn_vis.techniques import optimize
+from cnn_vis.techniques.objectives import Channel
 
 _LR = 1.0 / 255 ** 2   # one unit of lr_255 in [0, 1] pixel space
 
@@ -70,30 +68,19 @@ def preset(name: str, **overrides) -> dict:
   return out
 
 
-@dataclasses.dataclass(frozen=True)
-class UnitObjective:
-  """Loss -a: minus the activation of channel setting['channel'] of `layer`, at position
-  (setting['y'], setting['x']) for conv layers, or averaged over positions if spatial='mean'."""
-  layer: str
-  spatial: str = "center"
-
-  def __call__(self, logits, acts, setting):
-    del logits
-    a = acts[self.layer][0]
-    if a.ndim == 1:
-      return -a[setting["channel"]]
-    if self.spatial == "mean":
-      return -jnp.mean(a[..., setting["channel"]])
-    return -a[setting["y"], setting["x"], setting["channel"]]
-
-
-def check_units(apply_fn, variables, units, size: int) -> tuple[list[Unit], dict]:
-  """(units validated against the model's layers at size x size, {layer: activation shape});
-  one-line UserErrors for no units, unknown layers and out-of-range units."""
-  check(len(units) > 0, "no units to render")
-  shapes = models.output_shapes(apply_fn, variables, (1, size, size, 3))
-  shapes.pop(None)
-  return [check_unit(u if isinstance(u, Unit) else Unit(*u), shapes) for u in units], shapes
+def projections(cfg: dict) -> tuple:
+  """Yosinski's per-step regularisers that the preset switches on, in his code's order (decay,
+  blur, small norm, small contribution), then the clip to [0, 1]; none for other
+  parameterisations."""
+  if "param" in cfg:
+    return ()
+  radius = optimize.max_blur_radius(cfg.get("blur_width", 0.0))
+  chosen = [optimize.Decay() if "decay" in cfg else None,
+            optimize.Blur(radius) if "blur_width" in cfg and radius > 0 else None,
+            optimize.ZeroSmallNorm() if "norm_pct" in cfg else None,
+            optimize.ZeroSmallContribution() if "contrib_pct" in cfg else None,
+            optimize.Clip()]
+  return tuple(p for p in chosen if p is not None)
 
 
 def unit_positions(units, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,26 +99,29 @@ def maximize(apply_fn, variables, units, *, size: int, center, key, preset_name:
              **overrides) -> optimize.Result:
   """Renders every unit (all on one layer) with a preset, all vmapped in one render.
 
-  units: Units (see cnn_vis.models.units); overrides: any preset value; hyperparameters
-  (lr, decay, blur_width, blur_every, norm_pct, contrib_pct, max_lr, desired_prog) may be (S,)
-  arrays, one per unit, for sweeps.
+  units: cnn_vis.models.units.Unit values of one layer; overrides: any preset value;
+  hyperparameters (lr, decay, blur_width, blur_every, norm_pct, contrib_pct, max_lr,
+  desired_prog) may be (S,) arrays, one per unit, for sweeps. Result.images: (S, 1, H, W, 3).
   """
   choose("spatial reduction", spatial, ("center", "mean"))
-  units, shapes = check_units(apply_fn, variables, units, size)
+  check(len(units) > 0, "no units to render")
+  table = models.layer_table(apply_fn, variables, (1, size, size, 3))
+  units = [check_unit(u, table) for u in units]
   layers = sorted({u.layer for u in units})
   check(len(layers) == 1, f"units of one call must share a layer, got {', '.join(layers)}")
+  check(all(u.channel is not None for u in units), "activation maximisation needs a channel per "
+                                                   "unit (LAYER:C, not max:LAYER)")
   cfg = preset(preset_name, **overrides)
-  channel, y, x = unit_positions(units, shapes[layers[0]])
+  channel, y, x = unit_positions(units, (1,) + table.shapes[layers[0]])
   values = dict(channel=channel, y=y, x=x, center=center)
   values.update({k: cfg[k] for k in ("lr", "max_lr", "desired_prog") + PROJECTION_KEYS if k in cfg})
   settings = optimize.stack_settings(len(units), **values)
   param = cfg.get("param", optimize.Param(init_std=YOSINSKI_INIT_STD))
   recipe = optimize.Recipe(size, size, phases=((int(cfg["steps"]), 1.0),), param=param,
-                           transforms=optimize.check_transforms(cfg.get("transforms", ())),
-                           optimizer=cfg["optimizer"], clip=param.is_plain,
-                           blur_radius=optimize.max_blur_radius(cfg.get("blur_width", 0.0)))
+                           transforms=cfg.get("transforms", ()), projections=projections(cfg),
+                           optimizer=optimize.Optimizer(cfg["optimizer"]))
   try:
-    return optimize.render(apply_fn, variables, UnitObjective(layers[0], spatial), settings,
+    return optimize.render(apply_fn, variables, Channel(layers[0], spatial=spatial), settings,
                            key, recipe, chunk=chunk, loop=loop)
   except optimize.DivergedError as e:
     raise optimize.DivergedError(f"{e} (units {', '.join(map(str, units[:4]))}...)") from None
@@ -148,25 +138,3 @@ def unit_values(apply_fn, variables, images, units, spatial: str = "center"):
   if spatial == "mean":
     return jnp.mean(a, axis=(1, 2))[idx, channel]
   return a[idx, y, x, channel]
-
-
-_UNIT_ITEM = re.compile(r"\s*([A-Za-z0-9_.]+):(-?\d+)(?:-(\d+))?(?:@(-?\d+),(-?\d+))?\s*(?:[,;]|$)")
-
-
-def parse_units(text: str) -> list[Unit]:
-  """'conv1:0-15', 'fc8:130,fc8:1' or 'conv5:17@6,6' -> Units (a range expands to channels)."""
-  text, units, pos = str(text), [], 0
-  while pos < len(text.rstrip()):
-    match = _UNIT_ITEM.match(text, pos)
-    if not match or match.end() == pos:
-      raise UserError(f"cannot parse units {text!r} at {text[pos:]!r}; write e.g. 'conv1:0-15', "
-                      "'fc8:130,fc8:1' or 'conv5:17@6,6'")
-    layer, first, last, y, x = match.groups()
-    last = first if last is None else last
-    check(int(first) <= int(last), f"unit range {match.group(0).strip(' ,;')!r} is empty")
-    for channel in range(int(first), int(last) + 1):
-      units.append(Unit(layer, channel, None if y is None else int(y),
-                        None if x is None else int(x)))
-    pos = match.end()
-  check(bool(units), f"no units in {text!r}; write e.g. 'conv1:0-15' or 'fc8:130'")
-  return units

@@ -6,8 +6,8 @@ S_c is the unnormalised (pre-softmax) class score and I the mean-subtracted imag
 starts from the zero image of that space, which in our [0, 1] pixel space is the model's mean
 pixel (`optimize.model_mean`); the mean is "added back" simply by displaying I in pixel space.
 
-The paper states neither lambda, nor the step rule, nor the number of iterations (PAPERS.md §4:
-"not found"). Our choices, in [0, 1] pixel space, tuned on EfficientNet-Lite0:
+The paper states neither lambda, nor the step rule, nor the number of iterations
+(docs/papers.md §4: not stated). Our choices, in [0, 1] pixel space, tuned on EfficientNet-Lite0:
 - Adam, lr 0.02 (about 5/255 per step), 100 iterations. Plain gradient ascent (sgd, lr 1)
   reaches the same probabilities but oscillates at higher rates; Adam is rate-robust across classes.
 - lambda 0.01: in the paper's 0..255 pixel units lambda_255 = 0.01 / 255^2 = 1.5e-7. At the end
@@ -21,8 +21,6 @@ The paper states neither lambda, nor the step rule, nor the number of iterations
   after the shift (configs/simonyan14_class_models.py at 224 px; tests/test_class_model.py at
   160 px, 60 steps).
 """
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,17 +28,12 @@ import numpy as np
 from cnn_vis import models
 from cnn_vis.errors import check
 from cnn_vis.techniques import optimize
+from cnn_vis.techniques.objectives import L2, ClassLogit, Setting
 
 DEFAULTS = dict(l2=0.01, lr=0.02, steps=100, optimizer="adam")
 
-
-@dataclasses.dataclass(frozen=True)
-class ClassScore:
-  """Loss -S_c: minus the pre-softmax score of the setting's `class_index`."""
-
-  def __call__(self, logits, acts, setting):
-    del acts
-    return -logits[0, setting["class_index"]]
+# Eq. 1: maximise S_c(I) - lambda ||I||^2, lambda per setting (a sweep runs in one call).
+OBJECTIVE = ClassLogit() - Setting("l2") * L2()
 
 
 def check_classes(apply_fn, variables, classes, size: int) -> np.ndarray:
@@ -63,14 +56,16 @@ def class_models(apply_fn, variables, classes, *, size: int, center, key, l2=DEF
 
   l2 and lr: scalars or (S,) arrays (a lambda sweep is `classes` repeated with l2 varying).
   center: the model's mean pixel (3,) in [0, 1], the zero image of the paper.
+  Result.images: (S, 1, H, W, 3); Result.terms["class score"]: S_c at each step.
   """
   classes = check_classes(apply_fn, variables, classes, size)
   zero_image = jnp.broadcast_to(jnp.asarray(center, jnp.float32), (size, size, 3))
   settings = optimize.stack_settings(len(classes), class_index=classes.astype(np.int32), l2=l2,
                                      lr=lr, center=center, init=zero_image)
-  recipe = optimize.Recipe(size, size, phases=((int(steps), 1.0),), optimizer=optimizer,
-                           transforms=optimize.check_transforms(transforms), clip=clip)
-  return optimize.render(apply_fn, variables, ClassScore(), settings, key, recipe, chunk=chunk,
+  recipe = optimize.Recipe(size, size, phases=((int(steps), 1.0),),
+                           optimizer=optimize.Optimizer(optimizer), transforms=transforms,
+                           projections=(optimize.Clip(),) if clip else ())
+  return optimize.render(apply_fn, variables, OBJECTIVE, settings, key, recipe, chunk=chunk,
                          loop=loop)
 
 

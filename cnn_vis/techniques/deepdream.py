@@ -1,4 +1,4 @@
-"""DeepDream (Mordvintsev, Olah & Tyka 2015; google/deepdream `dream.ipynb`, PAPERS.md §7).
+"""DeepDream (Mordvintsev, Olah & Tyka 2015; google/deepdream `dream.ipynb`, docs/papers.md §7).
 
 Gradient ascent on the L2 objective 1/2 ||a||^2 of one layer's activations (the notebook's
 `objective_L2`: dst.diff = dst.data), on an image pyramid:
@@ -13,7 +13,6 @@ mean(|g|)-normalised step is in pixel units, so only the pixel scale converts); 
 iter_n 10, octave_n 4, octave_scale 1.4. Any image size works: one compiled function per octave
 shape, each octave of all images in one vmapped call.
 """
-import dataclasses
 import functools
 
 import jax
@@ -22,22 +21,13 @@ import numpy as np
 
 from cnn_vis.errors import check, choose
 from cnn_vis.techniques import optimize
+from cnn_vis.techniques.objectives import LayerL2
 
 STEP_SIZE = 1.5 / 255   # dream.ipynb make_step(step_size=1.5) on 0..255 pixels
 JITTER = 32             # make_step(jitter=32)
 ITER_N = 10             # deepdream(iter_n=10)
 OCTAVE_N = 4            # deepdream(octave_n=4)
 OCTAVE_SCALE = 1.4      # deepdream(octave_scale=1.4)
-
-
-@dataclasses.dataclass(frozen=True)
-class L2Objective:
-  """Loss -1/2 ||a||^2 at `layer` (the notebook's objective_L2)."""
-  layer: str
-
-  def __call__(self, logits, acts, setting):
-    del logits, setting
-    return -0.5 * jnp.sum(acts[self.layer] ** 2)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -87,14 +77,17 @@ def deepdream(apply_fn, variables, images, layer: str, *, key, iter_n: int = ITE
       detail = resize(detail, (oh, ow))
     start = jnp.clip(octave + detail, 0.0, 1.0)
     settings = optimize.stack_settings(n, lr=step_size, init=start)
-    recipe = optimize.Recipe(oh, ow, phases=((int(iter_n), 1.0),), optimizer="mean_abs",
-                             transforms=(("jitter", int(jitter)),) if jitter else (), clip=True)
-    result = optimize.render(apply_fn, variables, L2Objective(layer), settings,
+    recipe = optimize.Recipe(oh, ow, phases=((int(iter_n), 1.0),),
+                             optimizer=optimize.Optimizer("mean_abs"),
+                             transforms=(optimize.Jitter(int(jitter)),) if jitter else (),
+                             projections=(optimize.Clip(),))
+    result = optimize.render(apply_fn, variables, LayerL2(layer), settings,
                              jax.random.fold_in(key, i), recipe, loop=loop)
+    dreamed = result.images[:, 0]
     before = layer_energy(apply_fn, variables, start, layer)
-    after = layer_energy(apply_fn, variables, result.images, layer)
+    after = layer_energy(apply_fn, variables, dreamed, layer)
     records.append({"octave": i, "height": oh, "width": ow,
                     "energy_before": np.asarray(before).tolist(),
                     "energy_after": np.asarray(after).tolist()})
-    detail = result.images - octave
-  return result.images, records
+    detail = dreamed - octave
+  return dreamed, records

@@ -4,8 +4,6 @@
   `standard` (backprop), `deconvnet` (Zeiler & Fergus 2014, §2.1: rectify the signal going down)
   or `guided` (Springenberg et al. 2015, §3.4: both masks). These functions only differentiate.
 - `saliency`: M_ij = max_c |dS/dI_ijc| (Simonyan, Vedaldi & Zisserman 2014, §3.1).
-- `smoothgrad`: the gradient averaged over `samples` copies of the image with Gaussian noise of
-  std `noise` * (max - min of the image) (Smilkov et al. 2017, §3 and eq. 3).
 - `integrated_gradients`: (x - x') * int_0^1 dS(x' + a (x - x'))/dx da by a quadrature rule
   (Sundararajan, Taly & Yan 2017, §3 and eq. 3; rule names as Captum's).
 - `grad_cam`: ReLU(sum_k alpha_k A^k) with alpha_k the spatial mean of dS/dA^k at a conv layer
@@ -17,19 +15,19 @@ image) or (U, N) (a unit per image). y = x = -1 on a conv layer means "no positi
 decides (center, mean, sum, or max = the channel's strongest position). channel = -1 means the
 strongest: the predicted class on the logits, the strongest channel at (y, x), or, with no
 position, the strongest activation of the whole layer (Zeiler & Fergus's projections of "the
-strongest activation"). These choices are resolved on the input images once, so SmoothGrad's
-noisy copies and the IG path keep the unit chosen on the image. `parse_targets` builds validated
-Units from config strings.
+strongest activation"). These choices are resolved on the input images once (`resolve_units`),
+so SmoothGrad's noisy copies and the IG path keep the unit chosen on the image. `Units.of` builds
+them from the validated units of cnn_vis.models.units.
 
 Every function takes `apply_fn` static and `variables` traced, returns (U, N, ...) arrays, and
 runs one forward pass per batch of images and one backward pass per unit (`jax.vjp`, the
 pull-back vmapped over the units, or `unit_chunk` at a time). `gradients` and `grad_cam` are one
-compiled call. IG path points and SmoothGrad samples run `chunk` at a time (of every image)
-through one compiled chunk function that adds to a running sum on the device (see
-`_chunked_sum`), so memory grows with the chunk, never with the number of steps or samples.
+compiled call. IG path points (and SmoothGrad's samples, cnn_vis.techniques.attribution) run
+`chunk` at a time (of every image) into a running sum on the device (`chunked_sum`), so memory
+grows with the chunk, never with the number of steps or samples. The named attribution methods,
+one signature each, are in cnn_vis.techniques.attribution.
 """
 import functools
-import re
 from typing import Callable, NamedTuple, Sequence
 
 import jax
@@ -37,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jax_core
 
-from cnn_vis.errors import UserError, check, choose
-from cnn_vis.models.units import check_unit, parse_unit
+from cnn_vis.errors import check, choose
+from cnn_vis.models.units import Unit
 
 SPATIAL = ("center", "mean", "sum", "max")
 # Captum's names for the IG quadrature rules; Sundararajan et al.'s eq. 3 is `riemann_right`.
@@ -55,6 +53,13 @@ class Units(NamedTuple):
   def make(cls, channel, y=-1, x=-1) -> "Units":
     channel = np.asarray(channel, np.int32)
     return cls(channel, *(np.broadcast_to(np.asarray(v, np.int32), channel.shape) for v in (y, x)))
+
+  @classmethod
+  def of(cls, units: Sequence[Unit]) -> "Units":
+    """From units of one layer (cnn_vis.models.units.Unit); None (strongest / no position) is -1."""
+    code = lambda v: -1 if v is None else v
+    return cls.make([code(u.channel) for u in units], [code(u.y) for u in units],
+                    [code(u.x) for u in units])
 
 
 class Attribution(NamedTuple):
@@ -75,63 +80,6 @@ class GradCamResult(NamedTuple):
   scores: jax.Array          # (U, N)
   units: Units
   coarse: jax.Array          # (U, N, h, w) maps at the conv layer's resolution
-
-
-# ------------------------------------------------------------------------------------------------
-# Targets: config strings -> (layer, Units), validated against the model's layer shapes.
-
-def _parse_target(text: str, shapes: dict) -> tuple[str | None, tuple[int, int, int]]:
-  """One target string -> (layer, (channel, y, x)); see `parse_targets`."""
-  text = text.strip()
-  classes = shapes[None][-1]
-  if text == "predicted":
-    return None, (-1, -1, -1)
-  if text.startswith("class:"):
-    try:
-      index = int(text.split(":", 1)[1])
-    except ValueError:
-      raise UserError(f"cannot parse target {text!r}; expected class:N with N an integer") from None
-    check(0 <= index < classes, f"target {text}: class {index} out of range; the model has "
-                                f"classes 0..{classes - 1}")
-    return None, (index, -1, -1)
-  if text.startswith("max:"):
-    layer = text.split(":", 1)[1]
-    choose("layer", layer, [k for k in shapes if k is not None])
-    return layer, (-1, -1, -1)
-  unit = check_unit(parse_unit(text), {k: v for k, v in shapes.items() if k is not None})
-  position = (-1, -1) if unit.y is None else (unit.y, unit.x)
-  return unit.layer, (unit.channel, *position)
-
-
-def split_targets(text: str) -> list[str]:
-  """Splits "predicted,conv5:3@6,6" into ["predicted", "conv5:3@6,6"]: a bare integer after a
-  comma is the x of the unit before it."""
-  pieces = []
-  for piece in (p.strip() for p in text.split(",")):
-    if pieces and re.fullmatch(r"-?\d+", piece) and "@" in pieces[-1] and "," not in pieces[-1]:
-      pieces[-1] += f",{piece}"
-    else:
-      pieces.append(piece)
-  return [p for p in pieces if p]
-
-
-def parse_targets(texts: Sequence[str] | str,
-                  shapes: dict) -> list[tuple[str | None, Units, list[str]]]:
-  """Target strings grouped by layer: [(layer, Units (U,), the strings)], in first-seen order.
-
-  A target is `predicted` (the top class score), `class:N` (score of class N, pre-softmax),
-  `max:LAYER` (the strongest activation of LAYER in each image) or a unit `LAYER:C[@y,x]`.
-  shapes: from `cnn_vis.models.output_shapes`. Unknown layers and out-of-range units are UserErrors.
-  """
-  texts = split_targets(texts) if isinstance(texts, str) else [str(t).strip() for t in texts]
-  texts = [t for t in texts if t]
-  check(bool(texts), "no target given; use predicted, class:N, max:LAYER or LAYER:C[@y,x]")
-  groups: dict = {}
-  for text in texts:
-    layer, unit = _parse_target(str(text), shapes)
-    groups.setdefault(layer, []).append((unit, str(text).strip()))
-  return [(layer, Units.make(*np.array([u for u, _ in items]).T), [t for _, t in items])
-          for layer, items in groups.items()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,7 +178,7 @@ def saliency(grads):
   return jnp.max(jnp.abs(grads), axis=-1)
 
 
-def _padded(values: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+def padded(values: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
   """values (S,) padded to a multiple of chunk, reshaped (S / chunk, chunk); and a 0/1 mask."""
   pad = -len(values) % chunk
   valid = np.concatenate([np.ones(len(values)), np.zeros(pad)]).astype(np.float32)
@@ -238,78 +186,63 @@ def _padded(values: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
   return values.reshape(-1, chunk), valid.reshape(-1, chunk)
 
 
-def _path_images(images, extras, alpha):
+def path_images(images, baseline, alpha):
   """IG: the points x' + alpha (x - x') of the straight path, (chunk, N, H, W, C)."""
-  baseline = extras
   return baseline[None] + alpha[:, None, None, None, None] * (images - baseline)[None]
 
 
-def _noisy_images(images, extras, index):
-  """SmoothGrad: x + sigma N(0, 1), one noise draw per sample index, (chunk, N, H, W, C)."""
-  key, sigma = extras
-  eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), images.shape))(index)
-  return images[None] + sigma[None, :, None, None, None] * eps
+@functools.partial(jax.jit, static_argnames=("make_inputs",))
+def _chunk_inputs(make_inputs, images, extras, params):
+  """make_inputs(images, extras, params) (chunk, N, ...) as one batch (chunk * N, ...),
+  chunk-major."""
+  return make_inputs(images, extras, params).reshape((-1,) + images.shape[1:])
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC + ("make_inputs",), donate_argnames=("total",))
-def _add_chunk(apply_fn, make_inputs, variables, images, extras, units, total, params, weights,
-               layer, spatial, unit_chunk):
-  """total + sum_k weights[k] * grad of the units at make_inputs(images, extras, params)[k]."""
-  chunk = params.shape[0]
-  batch = make_inputs(images, extras, params).reshape((-1,) + images.shape[1:])
-  tiled = Units(*(jnp.tile(v, (1, chunk)) for v in units))  # (U, chunk * N), chunk-major
-  grads, _, _, _ = _pullback_units(_image_fn(apply_fn, variables, layer), batch, tiled, spatial,
-                                   unit_chunk)
-  grads = grads.reshape((grads.shape[0], chunk) + images.shape)
-  return total + jnp.einsum("k,uk...->u...", weights, grads)
+@functools.partial(jax.jit, static_argnames=("n",))
+def _weighted(values, weights, n: int):
+  """sum_k weights[k] * values[:, k], values (U, chunk * N, ...) viewed as (U, chunk, N, ...)."""
+  values = values.reshape((values.shape[0], weights.shape[0], n) + values.shape[2:])
+  return jnp.einsum("k,uk...->u...", weights, values)
 
 
-def _chunked_sum(apply_fn, make_inputs, variables, images, extras, units, params, weights, layer,
-                 spatial, unit_chunk):
-  """sum_s weights[s] * grad at make_inputs(params[s]), `chunk` samples per compiled call.
+@functools.partial(jax.jit, static_argnames=("n",), donate_argnames=("total",))
+def _accumulate(total, values, weights, n: int):
+  return total + _weighted(values, weights, n)
 
-  params, weights: (S / chunk, chunk) numpy; units resolved (U, N). The chunks run from a Python
-  loop over ONE compiled function, dispatched asynchronously, the running sum staying on the
-  device: XLA:CPU runs backward passes inside a while loop (lax.scan / lax.map) 1.6x
-  (EfficientNet-Lite0) to 3x (AlexNet) slower than the same pass outside one (measured here), and
-  unrolling the loop would make compile time grow with the number of chunks.
+
+def chunked_sum(fn: Callable, make_inputs: Callable, images, extras, params, weights):
+  """sum_s weights[s] * fn(inputs_s), inputs_s = make_inputs(images, extras, params[s]) for one s.
+
+  params, weights: (S / chunk, chunk) numpy; fn(batch (chunk * N, ...)) -> values (U, chunk * N,
+  ...), e.g. the gradients of U units (tiled over the chunk). The chunks run from a Python loop
+  over compiled functions, dispatched asynchronously, the running sum staying on the device:
+  XLA:CPU runs backward passes inside a while loop (lax.scan / lax.map) 1.6x (EfficientNet-Lite0)
+  to 3x (AlexNet) slower than the same pass outside one (measured here), and unrolling the loop
+  would make compile time grow with the number of chunks. Memory grows with the chunk only.
   """
-  total = jnp.zeros((units.channel.shape[0],) + images.shape, images.dtype)
+  n, total = images.shape[0], None
   for chunk_params, chunk_weights in zip(params, weights):
-    total = _add_chunk(apply_fn, make_inputs, variables, images, extras, units, total,
-                       jnp.asarray(chunk_params), jnp.asarray(chunk_weights), layer, spatial,
-                       unit_chunk)
+    values = fn(_chunk_inputs(make_inputs, images, extras, jnp.asarray(chunk_params)))
+    chunk_weights = jnp.asarray(chunk_weights)
+    total = _weighted(values, chunk_weights, n) if total is None else \
+        _accumulate(total, values, chunk_weights, n)
   return total
 
 
+def tile(units: Units, chunk: int) -> Units:
+  """Resolved units (U, N) repeated for a chunk-major batch of chunk * N images."""
+  return Units(*(jnp.tile(jnp.asarray(v), (1, chunk)) for v in units))
+
+
 @functools.partial(jax.jit, static_argnames=("apply_fn", "layer", "spatial"))
-def _endpoint_units(apply_fn, variables, images, units, layer, spatial):
-  """(resolved Units (U, N), scores (U, N)) of the units on the images themselves."""
+def resolve_units(apply_fn, variables, images, units: Units, layer: str | None, spatial: str):
+  """(resolved Units (U, N), scores (U, N)) of the units on the images themselves: what
+  SmoothGrad's noisy copies and the IG path keep fixed."""
   out = _layer_output(*apply_fn(variables, images), layer)
   units = resolve(out, units, spatial)
   cot = jax.vmap(jax.vmap(functools.partial(_cotangent_one, spatial=spatial)),
                  in_axes=(None, 0, 0, 0))(out, *units)
   return units, jnp.sum(cot * out[None], axis=tuple(range(2, out.ndim + 1)))
-
-
-def smoothgrad(apply_fn, variables, images, units: Units, key, noise=0.15, samples: int = 50,
-               chunk: int = 10, layer: str | None = None, spatial: str = "center",
-               unit_chunk: int | None = None) -> Attribution:
-  """Smilkov et al. 2017: the mean gradient over `samples` noisy copies, values (U, N, H, W, C).
-
-  noise: std of the Gaussian noise as a fraction of each image's (max - min), the paper's
-  sigma / (x_max - x_min). `chunk` noisy copies (of every image) per forward/backward pass.
-  """
-  _check_spatial(spatial)
-  check(samples >= 1, f"smoothgrad samples must be >= 1, got {samples}")
-  check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
-  images = jnp.asarray(images)
-  units, scores = _endpoint_units(apply_fn, variables, images, units, layer, spatial)
-  indices, valid = _padded(np.arange(samples), min(chunk, samples))
-  sigma = noise * (images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3)))
-  total = _chunked_sum(apply_fn, _noisy_images, variables, images, (key, sigma), units, indices,
-                       valid / samples, layer, spatial, unit_chunk)
-  return Attribution(total, scores, units)
 
 
 def quadrature(steps: int, rule: str = "riemann_right") -> tuple[np.ndarray, np.ndarray]:
@@ -342,12 +275,14 @@ def integrated_gradients(apply_fn, variables, images, units: Units, baseline=0.0
   alphas, weights = quadrature(steps, rule)
   images = jnp.asarray(images)
   baseline = jnp.broadcast_to(jnp.asarray(baseline, images.dtype), images.shape)
-  units, scores = _endpoint_units(apply_fn, variables, images, units, layer, spatial)
-  _, baseline_scores = _endpoint_units(apply_fn, variables, baseline, units, layer, spatial)
-  alphas, valid = _padded(alphas, min(chunk, steps))
-  weights, _ = _padded(weights, min(chunk, steps))
-  total = _chunked_sum(apply_fn, _path_images, variables, images, baseline, units, alphas,
-                       weights * valid, layer, spatial, unit_chunk)
+  units, scores = resolve_units(apply_fn, variables, images, units, layer, spatial)
+  _, baseline_scores = resolve_units(apply_fn, variables, baseline, units, layer, spatial)
+  alphas, valid = padded(alphas, min(chunk, steps))
+  weights, _ = padded(weights, min(chunk, steps))
+  tiled = tile(units, alphas.shape[1])
+  grads = lambda batch: gradients(apply_fn, variables, batch, tiled, layer, spatial,
+                                  unit_chunk).values
+  total = chunked_sum(grads, path_images, images, baseline, alphas, weights * valid)
   return IGResult((images - baseline)[None] * total, scores, units, baseline_scores)
 
 

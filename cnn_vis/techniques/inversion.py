@@ -3,7 +3,7 @@
     x* = argmin_x ||Phi(x) - Phi0||^2 / ||Phi0||^2 + lambda_alpha R_alpha(x) + lambda_V R_V^beta(x)
 
 with R_alpha = sum |x|^alpha and R_V^beta = sum ((dx)^2 + (dy)^2)^(beta/2) on the mean-subtracted
-image. Constants follow the reference code (PAPERS.md §6; aravindhm/deep-goggle
+image. Constants follow the reference code (docs/papers.md §6; aravindhm/deep-goggle
 `experiments/experiment_cnn.m`, `core/invert_nn.m`), which scales the regularisers by 1 / x0_sigma^2
 (x0_sigma: the typical norm of a mean-subtracted image) and takes each step with
 x_momentum = 0.9 x_momentum - lr x0_sigma^2 grad(E), momentum reset when the rate changes:
@@ -17,9 +17,8 @@ step lr x0_sigma^2 grad are unit-free, so they carry over unchanged; sum x^6 / x
 from a file (`x0_sigma.mat`) we cannot read; ours is measured the same way, as the RMS of
 (x - ImageNet mean) over ../shared/data/imagenet-samples (100 images at 224 px): 0.26 per pixel
 entry, so x0_sigma = 0.26 sqrt(H W 3). The paper's own lambda/B normalisation formulas were not
-found (PAPERS.md §6).
+found (docs/papers.md §6).
 """
-import dataclasses
 import functools
 
 import jax
@@ -28,6 +27,7 @@ import numpy as np
 
 from cnn_vis.errors import check, choose
 from cnn_vis.techniques import optimize
+from cnn_vis.techniques.objectives import AlphaNorm, FeatureDistance, Setting, TotalVariation
 
 X0_SIGMA_PER_PIXEL = 0.26          # measured RMS of mean-subtracted [0, 1] pixels (see above)
 ALPHA = 6.0                         # experiment_cnn.m: opts.beta = 6
@@ -45,7 +45,8 @@ def x0_sigma(height: int, width: int) -> float:
 
 def lambda_tv(layer: str, layer_names) -> float:
   """The reference code's lambda_TV by relative depth: 1 for the first 30% of the layers (layers
-  1-6 of 20), 10 up to 60% (7-12), 100 beyond (13-20)."""
+  1-6 of 20), 10 up to 60% (7-12), 100 beyond (13-20). layer_names: the model's layers in
+  FORWARD order (ModelFn.layer_names), first layer first."""
   names = list(layer_names)
   choose("layer", layer, names)
   position = (names.index(layer) + 1) / len(names)
@@ -58,16 +59,11 @@ def paper_weights(tv, lambda_alpha_255=LAMBDA_ALPHA_255):
   return np.asarray(lambda_alpha_255, np.float32) * 255.0 ** 4 / 2, np.asarray(tv, np.float32) / 2
 
 
-@dataclasses.dataclass(frozen=True)
-class FeatureDistance:
-  """Loss ||Phi(x) - Phi0||^2 / norm at `layer` (Phi0 = setting['target'], norm =
-  setting['target_sq'] = ||Phi0||^2 / x0_sigma^2, see `invert`)."""
-  layer: str
-
-  def __call__(self, logits, acts, setting):
-    del logits
-    diff = acts[self.layer][0] - setting["target"]
-    return jnp.sum(diff * diff) / setting["target_sq"]
+def objective(layer: str):
+  """-(||Phi(x) - Phi0||^2 / norm + lambda_alpha R_alpha + lambda_TV R_TV^beta), the weights and
+  exponents per setting (see `invert`)."""
+  return -(FeatureDistance(layer) + Setting("alpha_norm") * AlphaNorm(Setting("alpha"))
+           + Setting("tv") * TotalVariation(Setting("tv_beta")))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -99,8 +95,8 @@ def invert(apply_fn, variables, images, layer: str, *, center, key, tv, alpha_no
   (default 8e-10); both are converted with `paper_weights`. The loss minimised is x0_sigma^2 E
   (E the reference energy), so that SGD with momentum at the reference rate lr takes the
   reference step x_momentum = 0.9 x_momentum - lr x0_sigma^2 grad E, and scale-free optimisers
-  (adam) see the same problem. Result.losses are x0_sigma^2 * the reconstruction error.
-  Returns (Result, targets).
+  (adam) see the same problem. Result.terms[f"feature distance {layer}"] is minus x0_sigma^2 *
+  the reconstruction error. Returns (Result, targets); Result.images (N, 1, H, W, 3).
   """
   images = optimize.check_image(images, "image to invert")
   check(images.ndim == 4, f"images must be NxHxWx3, got {images.shape}")
@@ -120,9 +116,9 @@ def invert(apply_fn, variables, images, layer: str, *, center, key, tv, alpha_no
       n, target=targets, target_sq=target_sq / sigma ** 2, center=center, lr=lr,
       alpha_norm=alpha_weight, alpha=alpha, tv=tv_weight, tv_beta=tv_beta,
       init=jnp.asarray(center, jnp.float32) + noise)
-  recipe = optimize.Recipe(height, width, phases=tuple((int(s), float(f)) for s, f in phases),
-                           optimizer=optimizer, optimizer_kwargs=tuple(optimizer_kwargs),
-                           transforms=optimize.check_transforms(transforms))
-  result = optimize.render(apply_fn, variables, FeatureDistance(layer), settings, key, recipe,
+  recipe = optimize.Recipe(height, width, phases=phases,
+                           optimizer=optimize.Optimizer(optimizer, tuple(optimizer_kwargs)),
+                           transforms=transforms)
+  result = optimize.render(apply_fn, variables, objective(layer), settings, key, recipe,
                            chunk=chunk, loop=loop)
   return result, targets

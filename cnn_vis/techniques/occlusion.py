@@ -6,8 +6,8 @@ each position the network classifies the occluded copy and we record, as in Fig.
   total activation on the unoccluded image;
 - (d) the probability (and the pre-softmax score) of the correct class;
 - (e) the most probable label and its probability.
-The paper states neither the size, the stride nor the grey level (PAPERS.md §2: not found); the
-experiment's config documents the defaults we chose.
+The paper states neither the size, the stride nor the grey level (docs/papers.md §2: not
+stated); the experiment's config documents the defaults we chose.
 
 Window positions cover the whole image: starts 0, stride, 2 stride, ... and a last one flush
 with the far edge when the stride does not divide (length - size). `to_pixels` turns any map

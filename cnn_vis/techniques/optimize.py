@@ -1,37 +1,38 @@
 """The image-optimisation core behind every "optimise the input" technique.
 
 Class models (Simonyan et al. 2014, §2), activation maximisation (Yosinski et al. 2015, §3;
-Olah et al. 2017), feature inversion (Mahendran & Vedaldi 2015) and DeepDream are all
+Olah et al. 2017), feature inversion (Mahendran & Vedaldi 2015), DeepDream, fooling images and
+style transfer are all
 
-    image* = argmin_params  loss(net(transform(to_image(params))), setting) + penalties(image)
+    image* = argmax_params  objective(net(transform(to_image(params))), image, setting)
 
-followed, after every optimiser step, by projections of the image. This module provides those
-pieces as small pure functions and one compiled driver, `render`:
-
+with projections of the image after every optimiser step. Each piece is a composable value:
+- the objective (cnn_vis.techniques.objectives): units, class scores, feature distances, Gram
+  matrices, image priors, added and scaled;
 - a parameterisation `Param` (plain pixels; a Fourier spectrum with 1/f scaling; decorrelated
-  colour; optional sigmoid), with `init`, `to_image` and its inverse `from_image`;
-- transforms applied to the image each step (jitter, pad, scale, rotate), drawn from a PRNG key;
-- penalties added to the loss: L2 (Simonyan), alpha-norm and total variation TV^beta (Mahendran);
-- projections applied after each step, in the order of Yosinski's `gradient_optimizer.py`:
-  decay, Gaussian blur every N steps, zero pixels of small norm, zero pixels of small
-  contribution, then clip to the valid range;
-- any optax optimiser by name (plus Yosinski's `progress` learning-rate policy and DeepDream's
-  step normalised by mean |g|), with piecewise-constant learning-rate phases that restart the
-  optimiser state, as Mahendran & Vedaldi's reference code resets momentum when the rate changes.
+  colour; optional sigmoid), with its inverse `from_image`;
+- transforms the network sees each step (`Jitter`, `Pad`, `Scale`, `Rotate`), drawn from a key;
+- projections after each step (`Decay`, `Blur`, `ZeroSmallNorm`, `ZeroSmallContribution`,
+  `Clip`), applied in the order given (Yosinski's code applies them in that order);
+- an `Optimizer`: any optax optimiser by name, optax's L-BFGS with its zoom line search
+  (`lbfgs`: the objective and its value go to the update), Yosinski's `progress` learning-rate
+  policy and DeepDream's step normalised by mean |g|; learning-rate phases restart the
+  optimiser state, as Mahendran & Vedaldi's code resets momentum when the rate changes.
 
-`render` runs one optimisation per *setting*: a dict of arrays with a leading axis S (units,
-classes, images, hyperparameter values...). Everything a sweep may vary is a traced array in the
-settings, so all S renders are ONE compiled, vmapped `lax.scan` (loop="scan"). On CPU the default
-(loop="dispatch") instead calls the one compiled, vmapped step from Python once per step, with no
-host round-trip: XLA:CPU runs convolutions inside while loops several times slower than outside
-(jax-ml/jax#12868), and both loops give the same images. A regulariser is switched on by
-putting its weight in the settings (e.g. `tv`, `decay`); keys read by the core are listed in
-`SETTING_KEYS`. Images are NHWC float32 in the models' pixel space [0, 1]; `center` (the model's
-mean pixel) is the zero of the mean-subtracted space in which the papers define their penalties.
+`render` runs one optimisation per *setting*: the settings are any pytree of arrays with a
+leading axis S (units, classes, images, hyperparameter values...), read by the objective and the
+pieces through `Setting(key)` values, so all S optimisations are ONE compiled, vmapped program.
+Each setting optimises a batch of `Recipe.batch` images together (the diversity objective
+compares them). With loop="scan" the whole optimisation is one compiled call (vmap of lax.scan);
+on CPU the default (loop="dispatch") calls the one compiled, vmapped step from Python once per
+step with no host round-trip: XLA:CPU runs convolutions inside while loops several times slower
+than outside (jax-ml/jax#12868); both loops give the same images. Images are NHWC float32 in the
+models' pixel space [0, 1]; `center` (the model's mean pixel) is the zero of the mean-subtracted
+space in which the papers define their priors and projections.
 """
 import dataclasses
 import functools
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, ClassVar, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,26 +40,7 @@ import numpy as np
 import optax
 
 from cnn_vis.errors import UserError, check, choose
-
-# Setting keys read by the core (anything else is for the objective). A penalty or projection is
-# active when its key is present.
-SETTING_KEYS = {
-    "lr": "learning rate (or DeepDream step size)",
-    "center": "(3,) mean pixel: the zero of the mean-subtracted space penalties are defined in",
-    "init": "(H, W, 3) start image (default: center + init_std * N(0, 1))",
-    "l2": "weight of sum (x - center)^2 (Simonyan et al. 2014, eq. 1)",
-    "alpha_norm": "weight of sum |x - center|^alpha (Mahendran & Vedaldi 2015, R_alpha)",
-    "alpha": "exponent of the alpha-norm (default 6)",
-    "tv": "weight of sum ((dx)^2 + (dy)^2)^(beta/2) (Mahendran & Vedaldi 2015, R_V^beta)",
-    "tv_beta": "exponent beta of the TV penalty (default 2)",
-    "decay": "Yosinski theta_decay: x - center *= (1 - decay) after each step",
-    "blur_width": "Yosinski theta_b_width: Gaussian blur sigma in pixels",
-    "blur_every": "Yosinski theta_b_every: blur every this many steps (0: never)",
-    "norm_pct": "Yosinski theta_n_pct: zero pixels whose norm is below this percentile",
-    "contrib_pct": "Yosinski theta_c_pct: zero pixels of |contribution| below this percentile",
-    "max_lr": "`progress` policy: largest learning rate",
-    "desired_prog": "`progress` policy: desired objective change per step",
-}
+from cnn_vis.techniques.objectives import Context, Objective, Setting, resolve
 
 # Olah et al. 2017 ("Feature Visualization", Distill; lucid optvis/param/color.py): square root of
 # the ImageNet colour covariance, so that independent parameters give natural colour statistics.
@@ -67,12 +49,9 @@ COLOR_CORRELATION_SQRT = np.array([[0.26, 0.09, 0.02],
                                    [0.27, -0.09, 0.03]], np.float32)
 _COLOR = COLOR_CORRELATION_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SQRT, axis=0))
 
-TRANSFORMS = ("jitter", "pad", "scale", "rotate")
-SPECIAL_OPTIMIZERS = ("progress", "mean_abs")
-
 
 class DivergedError(UserError):
-  """An optimisation whose loss or image became non-finite."""
+  """An optimisation whose objective or image became non-finite."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,116 +131,136 @@ def from_image(param: Param, image, eps: float = 1e-4):
   return jnp.stack([spectrum.real, spectrum.imag]).astype(jnp.float32)
 
 
-def init_params(param: Param, key, height: int, width: int, center=0.0):
-  """Random start: plain pixels center + init_std * N(0,1); others N(0, init_std) params."""
-  noise = param.init_std * jax.random.normal(key, param_shape(param, height, width))
+def init_params(param: Param, key, height: int, width: int, center=0.0, batch: int = 1):
+  """Random start of a batch: plain pixels center + init_std * N(0,1); others N(0, init_std)
+  params; shape (batch, *param_shape)."""
+  noise = param.init_std * jax.random.normal(key, (batch,) + param_shape(param, height, width))
   return noise + jnp.asarray(center, jnp.float32) if param.is_plain else noise
 
 
 # ---------------------------------------------------------------------------------------------
-# Transforms (key, HxWx3 image) -> image, differentiable in the image
+# Transforms: (key, HxWx3 image) -> image, differentiable in the image
 # ---------------------------------------------------------------------------------------------
 
-def jitter(key, image, max_shift: int):
-  """Rolls by integers dy, dx uniform in [-max_shift, max_shift] (DeepDream, CS231n)."""
-  dy, dx = jax.random.randint(key, (2,), -max_shift, max_shift + 1)
-  return jnp.roll(image, (dy, dx), axis=(0, 1))
+class Transform:
+  """Base class of the transforms the network sees; subclasses are frozen dataclasses with
+  `__call__(key, image)`. Each registers under its lower-case class name, so configs can write
+  them as (name, value) pairs (`from_pairs`)."""
+  known: ClassVar[dict] = {}
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    Transform.known[cls.__name__.lower()] = cls
 
 
-def pad(image, width: int, value: float = 0.5):
+def _whole_pixels(name: str, value) -> int:
+  check(float(value) == int(value) and int(value) >= 0,
+        f"transform {name} needs a whole number of pixels >= 0, got {value!r}")
+  return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Jitter(Transform):
+  """Rolls by integers dy, dx uniform in [-pixels, pixels] (DeepDream, CS231n)."""
+  pixels: int
+
+  def __post_init__(self):
+    object.__setattr__(self, "pixels", _whole_pixels("jitter", self.pixels))
+
+  def __call__(self, key, image):
+    dy, dx = jax.random.randint(key, (2,), -self.pixels, self.pixels + 1)
+    return jnp.roll(image, (dy, dx), axis=(0, 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Pad(Transform):
   """Pads with a constant grey border (lucid's transform.pad)."""
-  return jnp.pad(image, ((width, width), (width, width), (0, 0)), constant_values=value)
+  pixels: int
+  value: float = 0.5
+
+  def __post_init__(self):
+    object.__setattr__(self, "pixels", _whole_pixels("pad", self.pixels))
+
+  def __call__(self, key, image):
+    del key
+    width = self.pixels
+    return jnp.pad(image, ((width, width), (width, width), (0, 0)), constant_values=self.value)
 
 
-def scale(key, image, factors: Sequence[float]):
+def _values(name: str, values) -> tuple[float, ...]:
+  values = tuple(float(v) for v in np.atleast_1d(values))
+  check(len(values) > 0, f"transform {name} needs at least one value")
+  return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale(Transform):
   """Resamples about the centre by a factor drawn from `factors`, keeping the shape."""
-  s = jax.random.choice(key, jnp.asarray(factors, jnp.float32))
-  height, width = image.shape[:2]
-  translation = jnp.stack([(1 - s) * height / 2, (1 - s) * width / 2])
-  return jax.image.scale_and_translate(image, image.shape, (0, 1), jnp.stack([s, s]), translation,
-                                       "linear", antialias=False)
+  factors: tuple
+
+  def __post_init__(self):
+    factors = _values("scale", self.factors)
+    check(all(v > 0 for v in factors), f"scale factors must be > 0, got {factors}")
+    object.__setattr__(self, "factors", factors)
+
+  def __call__(self, key, image):
+    s = jax.random.choice(key, jnp.asarray(self.factors, jnp.float32))
+    height, width = image.shape[:2]
+    translation = jnp.stack([(1 - s) * height / 2, (1 - s) * width / 2])
+    return jax.image.scale_and_translate(image, image.shape, (0, 1), jnp.stack([s, s]),
+                                         translation, "linear", antialias=False)
 
 
-def rotate(key, image, degrees: Sequence[float]):
+@dataclasses.dataclass(frozen=True)
+class Rotate(Transform):
   """Rotates about the centre by an angle drawn from `degrees` (bilinear, edges extended)."""
-  angle = jnp.deg2rad(jax.random.choice(key, jnp.asarray(degrees, jnp.float32)))
-  height, width = image.shape[:2]
-  cy, cx = (height - 1) / 2, (width - 1) / 2
-  yy, xx = jnp.meshgrid(jnp.arange(height) - cy, jnp.arange(width) - cx, indexing="ij")
-  cos, sin = jnp.cos(angle), jnp.sin(angle)
-  coords = [cos * yy - sin * xx + cy, sin * yy + cos * xx + cx]   # inverse map of the rotation
-  sample = lambda c: jax.scipy.ndimage.map_coordinates(c, coords, order=1, mode="nearest")
-  return jax.vmap(sample, in_axes=2, out_axes=2)(image)
+  degrees: tuple
+
+  def __post_init__(self):
+    object.__setattr__(self, "degrees", _values("rotate", self.degrees))
+
+  def __call__(self, key, image):
+    angle = jnp.deg2rad(jax.random.choice(key, jnp.asarray(self.degrees, jnp.float32)))
+    height, width = image.shape[:2]
+    cy, cx = (height - 1) / 2, (width - 1) / 2
+    yy, xx = jnp.meshgrid(jnp.arange(height) - cy, jnp.arange(width) - cx, indexing="ij")
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    coords = [cos * yy - sin * xx + cy, sin * yy + cos * xx + cx]   # inverse map of the rotation
+    sample = lambda c: jax.scipy.ndimage.map_coordinates(c, coords, order=1, mode="nearest")
+    return jax.vmap(sample, in_axes=2, out_axes=2)(image)
 
 
-def check_transforms(transforms) -> tuple:
-  """Validates ((name, value), ...) and returns it as a hashable tuple."""
+def from_pairs(pairs) -> tuple[Transform, ...]:
+  """Transforms from config pairs ((name, value), ...), e.g. (("jitter", 8), ("scale", (0.9, 1)));
+  Transform objects pass through."""
   out = []
-  for item in transforms:
+  for item in pairs:
+    if isinstance(item, Transform):
+      out.append(item)
+      continue
     check(isinstance(item, (tuple, list)) and len(item) == 2,
           f"transform {item!r} must be a (name, value) pair, e.g. ('jitter', 8)")
     name, value = item
-    choose("transform", name, TRANSFORMS)
-    if name in ("scale", "rotate"):
-      value = tuple(float(v) for v in np.atleast_1d(value))
-      check(len(value) > 0, f"transform {name} needs at least one value")
-      if name == "scale":
-        check(all(v > 0 for v in value), f"scale factors must be > 0, got {value}")
-    else:
-      check(float(value) == int(value) and int(value) >= 0,
-            f"transform {name} needs a whole number of pixels >= 0, got {value!r}")
-      value = int(value)
-    out.append((name, value))
+    choose("transform", name, sorted(Transform.known))
+    out.append(Transform.known[name](value))
   return tuple(out)
 
 
-def apply_transforms(transforms, key, image):
+def apply_transforms(transforms: Sequence[Transform], key, image):
   """Applies the transforms in order; the result is centre-cropped back to the input's size, so
   fixed-size networks accept it (pad then only supplies a neutral border that the other
   transforms bring into view)."""
   height, width = image.shape[:2]
   keys = jax.random.split(key, max(len(transforms), 1))
-  for k, (name, value) in zip(keys, transforms):
-    if name == "jitter":
-      image = jitter(k, image, value)
-    elif name == "pad":
-      image = pad(image, value)
-    elif name == "scale":
-      image = scale(k, image, value)
-    else:
-      image = rotate(k, image, value)
+  for k, transform in zip(keys, transforms):
+    image = transform(k, image)
   top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
   return image[top:top + height, left:left + width]
 
 
 # ---------------------------------------------------------------------------------------------
-# Penalties (image -> scalar) and projections (image -> image)
+# Projections: (image, objective gradient, step, setting) -> image, after each optimiser step
 # ---------------------------------------------------------------------------------------------
-
-def _safe_power(v, p):
-  """v^p for v >= 0 with a finite gradient at v = 0 (where it is 0 for p > 0)."""
-  positive = v > 0
-  return jnp.where(positive, jnp.where(positive, v, 1.0) ** p, 0.0)
-
-
-def l2_penalty(image, center=0.0):
-  """||x - center||^2 (Simonyan et al. 2014: lambda ||I||^2 on the mean-subtracted image)."""
-  return jnp.sum((image - center) ** 2)
-
-
-def alpha_norm(image, alpha, center=0.0):
-  """sum |x - center|^alpha (Mahendran & Vedaldi 2015, §3.2 R_alpha; alpha = 6 for CNNs)."""
-  return jnp.sum(_safe_power(jnp.abs(image - center), alpha))
-
-
-def total_variation(image, beta):
-  """sum_ij ((x[i,j+1]-x[i,j])^2 + (x[i+1,j]-x[i,j])^2)^(beta/2) over pixels and channels
-  (Mahendran & Vedaldi 2015, R_V^beta); as in their code the last row/column is replicated, so
-  differences beyond the border are zero."""
-  dx = jnp.concatenate([image[:, 1:] - image[:, :-1], jnp.zeros_like(image[:, :1])], axis=1)
-  dy = jnp.concatenate([image[1:] - image[:-1], jnp.zeros_like(image[:1])], axis=0)
-  return jnp.sum(_safe_power(dx * dx + dy * dy, beta / 2))
-
 
 def blur_radius(width: float, truncate: float = 4.0) -> int:
   """scipy.ndimage.gaussian_filter's kernel radius for sigma `width`."""
@@ -307,33 +306,71 @@ def zero_small_contribution(image, grad_loss, pct, center=0.0):
   return center + jnp.where(small[..., None], 0.0, x)
 
 
-def penalties(image, setting):
-  """Sum of the penalties whose weights are in the setting."""
-  center = setting.get("center", 0.0)
-  total = jnp.zeros((), jnp.float32)
-  if "l2" in setting:
-    total += setting["l2"] * l2_penalty(image, center)
-  if "alpha_norm" in setting:
-    total += setting["alpha_norm"] * alpha_norm(image, setting.get("alpha", 6.0), center)
-  if "tv" in setting:
-    total += setting["tv"] * total_variation(image, setting.get("tv_beta", 2.0))
-  return total
+class Projection:
+  """Base class of the per-step projections of plain-pixel images; subclasses are frozen
+  dataclasses with `__call__(image HxWx3, grad HxWx3 of the objective, step, setting)`."""
 
 
-def project(image, grad_loss, step, setting, radius: int, clip: bool):
-  """Yosinski et al.'s per-step regularisers in their code's order, then the clip to [0, 1]."""
-  center = setting.get("center", 0.0)
-  if "decay" in setting:
-    image = center + (image - center) * (1 - setting["decay"])
-  if "blur_width" in setting and radius > 0:
-    every = setting.get("blur_every", 1)
+@dataclasses.dataclass(frozen=True)
+class Decay(Projection):
+  """Yosinski's theta_decay: x - center *= (1 - rate)."""
+  rate: Any = Setting("decay")
+  center: Any = Setting("center", 0.0)
+
+  def __call__(self, image, grad, step, setting):
+    center = resolve(self.center, setting)
+    return center + (image - center) * (1 - resolve(self.rate, setting))
+
+
+@dataclasses.dataclass(frozen=True)
+class Blur(Projection):
+  """Yosinski's theta_b_width / theta_b_every: a Gaussian blur of `width` pixels every `every`
+  steps (every 0: never); `radius` is the static kernel radius covering every width swept."""
+  radius: int
+  width: Any = Setting("blur_width")
+  every: Any = Setting("blur_every")
+
+  def __call__(self, image, grad, step, setting):
+    every = resolve(self.every, setting)
     due = (every > 0) & (step % jnp.maximum(every, 1) == 0)
-    image = jnp.where(due, gaussian_blur(image, setting["blur_width"], radius), image)
-  if "norm_pct" in setting:
-    image = zero_small_norm(image, setting["norm_pct"], center)
-  if "contrib_pct" in setting:
-    image = zero_small_contribution(image, grad_loss, setting["contrib_pct"], center)
-  return jnp.clip(image, 0.0, 1.0) if clip else image
+    return jnp.where(due, gaussian_blur(image, resolve(self.width, setting), self.radius), image)
+
+
+@dataclasses.dataclass(frozen=True)
+class ZeroSmallNorm(Projection):
+  """Yosinski's theta_n_pct."""
+  pct: Any = Setting("norm_pct")
+  center: Any = Setting("center", 0.0)
+
+  def __call__(self, image, grad, step, setting):
+    return zero_small_norm(image, resolve(self.pct, setting), resolve(self.center, setting))
+
+
+@dataclasses.dataclass(frozen=True)
+class ZeroSmallContribution(Projection):
+  """Yosinski's theta_c_pct (contribution: the objective's gradient times the pixel)."""
+  pct: Any = Setting("contrib_pct")
+  center: Any = Setting("center", 0.0)
+
+  def __call__(self, image, grad, step, setting):
+    return zero_small_contribution(image, -grad, resolve(self.pct, setting),
+                                   resolve(self.center, setting))
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip(Projection):
+  """Keeps pixels in [low, high] (the valid range [0, 1] by default)."""
+  low: float = 0.0
+  high: float = 1.0
+
+  def __call__(self, image, grad, step, setting):
+    return jnp.clip(image, self.low, self.high)
+
+
+def max_blur_radius(widths) -> int:
+  """Static blur radius covering every blur width of a sweep."""
+  widths = np.atleast_1d(np.asarray(widths, np.float64))
+  return blur_radius(widths.max()) if widths.size else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,24 +398,41 @@ def mean_abs_step(step_size) -> optax.GradientTransformation:
   return optax.stateless(f)
 
 
-def make_optimizer(name: str, kwargs: tuple, setting, factor=1.0) -> optax.GradientTransformation:
-  """`name` is any optax optimiser taking learning_rate (adam, sgd, rmsprop, ...) or one of
-  SPECIAL_OPTIMIZERS; the rate is setting['lr'] * factor; kwargs: static (key, value) pairs."""
-  lr = setting.get("lr", 0.05) * factor
-  if name == "progress":
-    return progress_policy(setting["max_lr"] * factor, setting["desired_prog"])
-  if name == "mean_abs":
-    return mean_abs_step(lr)
-  return getattr(optax, name)(learning_rate=lr, **dict(kwargs))
+SPECIAL_OPTIMIZERS = ("lbfgs", "progress", "mean_abs")
 
 
-def check_optimizer(name: str) -> None:
-  factory = getattr(optax, str(name), None)
-  if name in SPECIAL_OPTIMIZERS:
-    return
-  if not callable(factory) or name.startswith("_") or name[0].isupper():
-    raise UserError(f"unknown optimizer {name!r}; allowed: an optax optimiser taking "
-                    f"learning_rate (e.g. adam, sgd, rmsprop) or {', '.join(SPECIAL_OPTIMIZERS)}")
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  """An optimiser by name: any optax optimiser taking learning_rate (adam, sgd, rmsprop...),
+  `lbfgs` (optax.lbfgs with its zoom line search; learning_rate unused unless lr is given in
+  kwargs), `progress` (Yosinski) or `mean_abs` (DeepDream). The rate is the setting's `lr`
+  times the phase's factor; kwargs: static (key, value) pairs for the optax constructor."""
+  name: str = "adam"
+  kwargs: tuple = ()
+
+  def __post_init__(self):
+    object.__setattr__(self, "kwargs", tuple(tuple(kv) for kv in self.kwargs))
+    factory = getattr(optax, str(self.name), None)
+    if self.name not in SPECIAL_OPTIMIZERS and (not callable(factory) or self.name.startswith("_")
+                                                or self.name[0].isupper()):
+      raise UserError(f"unknown optimizer {self.name!r}; allowed: an optax optimiser taking "
+                      f"learning_rate (e.g. adam, sgd, rmsprop) or {', '.join(SPECIAL_OPTIMIZERS)}")
+
+  @property
+  def uses_line_search(self) -> bool:
+    return self.name == "lbfgs"
+
+  def build(self, setting, factor=1.0) -> optax.GradientTransformationExtraArgs:
+    lr = setting.get("lr", 0.05) * factor
+    if self.name == "lbfgs":
+      return optax.lbfgs(**dict(self.kwargs))
+    if self.name == "progress":
+      return optax.with_extra_args_support(
+          progress_policy(setting["max_lr"] * factor, setting["desired_prog"]))
+    if self.name == "mean_abs":
+      return optax.with_extra_args_support(mean_abs_step(lr))
+    return optax.with_extra_args_support(getattr(optax, self.name)(learning_rate=lr,
+                                                                    **dict(self.kwargs)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,19 +443,26 @@ def check_optimizer(name: str) -> None:
 class Recipe:
   """Everything static about an optimisation (its shape and structure); hashable for jit.
 
+  batch: images optimised together per setting (1 unless an objective compares them).
   phases: ((steps, lr factor), ...) run in order, each with a fresh optimiser state.
-  clip: clip the image to [0, 1] after each step (plain pixels only).
-  blur_radius: static kernel radius for the largest blur_width of the settings.
+  projections: applied after each step, in order (plain pixels only).
   """
   height: int
   width: int
   phases: tuple = ((100, 1.0),)
   param: Param = Param()
   transforms: tuple = ()
-  optimizer: str = "adam"
-  optimizer_kwargs: tuple = ()
-  clip: bool = False
-  blur_radius: int = 0
+  projections: tuple = ()
+  optimizer: Optimizer = Optimizer()
+  batch: int = 1
+
+  def __post_init__(self):
+    object.__setattr__(self, "transforms", from_pairs(self.transforms))
+    object.__setattr__(self, "phases", tuple((int(n), float(f)) for n, f in self.phases))
+    check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+    check(self.param.is_plain or not self.projections,
+          f"projections {[type(p).__name__ for p in self.projections]} need the plain pixel "
+          f"parameterisation, not {self.param}")
 
   @property
   def steps(self) -> int:
@@ -409,66 +470,90 @@ class Recipe:
 
 
 class Result(NamedTuple):
-  images: jnp.ndarray      # (S, H, W, 3) final images
-  losses: jnp.ndarray      # (S, steps) objective part of the loss at each step (before it)
-  totals: jnp.ndarray      # (S, steps) loss including penalties
+  images: jnp.ndarray      # (S, B, H, W, 3) final images (B = recipe.batch)
+  values: jnp.ndarray      # (S, steps) the objective at each step's starting point
+  terms: dict              # label -> (S, steps): each term of the objective, weighted
+  evaluations: jnp.ndarray  # (S, steps) objective evaluations per step (line searches: > 1)
 
 
 # One optimisation, as three pure per-setting functions (vmapped over settings by the drivers):
 # start -> (params, key); opt_start -> optimiser state (at each phase start); step.
 
+def _images(param: Param, params, height: int, width: int):
+  return jax.vmap(lambda p: to_image(param, p, height, width))(params)
+
+
 def _start(recipe: Recipe, setting, key):
   init_key, key = jax.random.split(key)
   if "init" in setting:
-    return from_image(recipe.param, setting["init"]), key
-  return init_params(recipe.param, init_key, recipe.height, recipe.width,
-                     setting.get("center", 0.0)), key
+    init = setting["init"]
+    init = jnp.broadcast_to(init, (recipe.batch,) + init.shape[-3:])
+    return jax.vmap(lambda image: from_image(recipe.param, image))(init), key
+  center = setting.get("center", 0.0)
+  return init_params(recipe.param, init_key, recipe.height, recipe.width, center,
+                     recipe.batch), key
 
 
 def _opt_start(recipe: Recipe, setting, params, factor):
-  return make_optimizer(recipe.optimizer, recipe.optimizer_kwargs, setting, factor).init(params)
+  return recipe.optimizer.build(setting, factor).init(params)
+
+
+def _loss_fn(apply_fn, objective: Objective, recipe: Recipe, variables, setting, key):
+  """params -> (minus the objective, its terms) at the transforms drawn from `key`."""
+  def loss(params):
+    image = _images(recipe.param, params, recipe.height, recipe.width)
+    # one draw of the transforms for the whole batch, as lucid transforms its batch tensor
+    seen = jax.vmap(lambda im: apply_transforms(recipe.transforms, key, im))(image)
+    logits, acts = apply_fn(variables, seen)
+    terms = objective.terms(Context(image, logits, acts, setting))
+    return -sum(terms.values()), terms
+  return loss
+
+
+def _num_evaluations(opt_state):
+  steps = optax.tree.get(opt_state, "num_linesearch_steps")
+  return jnp.asarray(1 if steps is None else steps, jnp.int32)
 
 
 def _step(apply_fn, objective, recipe: Recipe, variables, setting, state, i, factor):
-  """One step: gradient of loss + penalties through the transforms, optimiser update, then the
-  projections. Returns (state, (objective loss, total loss)) of the step's starting point."""
+  """One step: the objective's gradient through the transforms, the optimiser's update (with the
+  objective itself for line searches), then the projections. Returns (state, (objective, terms,
+  evaluations)) at the step's starting point."""
   params, opt_state, key = state
-  h, w, param = recipe.height, recipe.width, recipe.param
   key, sub = jax.random.split(key)
-
-  def loss_fn(params):
-    image = to_image(param, params, h, w)
-    seen = apply_transforms(recipe.transforms, sub, image)
-    logits, acts = apply_fn(variables, seen[None])
-    objective_loss = objective(logits, acts, setting)
-    return objective_loss + penalties(image, setting), objective_loss
-
-  (total, objective_loss), grad = jax.value_and_grad(loss_fn, has_aux=True)(params)
-  optimizer = make_optimizer(recipe.optimizer, recipe.optimizer_kwargs, setting, factor)
-  updates, opt_state = optimizer.update(grad, opt_state, params)
+  loss = _loss_fn(apply_fn, objective, recipe, variables, setting, sub)
+  optimizer = recipe.optimizer.build(setting, factor)
+  if recipe.optimizer.uses_line_search:
+    value_fn = lambda p: loss(p)[0]
+    value, grad = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
+    terms = loss(params)[1]
+    updates, opt_state = optimizer.update(grad, opt_state, params, value=value, grad=grad,
+                                          value_fn=value_fn)
+  else:
+    (value, terms), grad = jax.value_and_grad(loss, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grad, opt_state, params)
   params = optax.apply_updates(params, updates)
-  if param.is_plain:
-    params = project(params, grad, i, setting, recipe.blur_radius, recipe.clip)
-  return (params, opt_state, key), (objective_loss, total)
+  for projection in recipe.projections:
+    params = jax.vmap(lambda im, g: projection(im, -g, i, setting))(params, grad)
+  return (params, opt_state, key), (-value, terms, _num_evaluations(opt_state))
 
 
 def _render_one(apply_fn, objective, recipe: Recipe, variables, setting, key):
   """The whole optimisation of one setting as lax.scans (one per phase)."""
   params, key = _start(recipe, setting, key)
-  objective_losses, totals, start = [], [], 0
+  outputs, start = [], 0
   for n, factor in recipe.phases:
     state = (params, _opt_start(recipe, setting, params, factor), key)
     body = lambda state, i, factor=factor: _step(apply_fn, objective, recipe, variables, setting,
                                                  state, i, factor)
-    (params, _, key), (obj, tot) = jax.lax.scan(body, state, jnp.arange(start, start + n))
-    objective_losses.append(obj)
-    totals.append(tot)
+    (params, _, key), out = jax.lax.scan(body, state, jnp.arange(start, start + n))
+    outputs.append(out)
     start += n
-  image = to_image(recipe.param, params, recipe.height, recipe.width)
-  return image, jnp.concatenate(objective_losses), jnp.concatenate(totals)
+  values, terms, evaluations = jax.tree.map(lambda *xs: jnp.concatenate(xs), *outputs)
+  return _images(recipe.param, params, recipe.height, recipe.width), values, terms, evaluations
 
 
-def chunked_vmap(fn: Callable, chunk: int | None):
+def chunked_vmap(fn, chunk: int | None):
   """vmap over the leading axis, in lax.map'ed chunks of `chunk` (memory bound) if given."""
   vfn = jax.vmap(fn)
   if not chunk:
@@ -520,7 +605,11 @@ def step_jit(apply_fn, objective, recipe, variables, settings, state, i, factor)
 
 @functools.partial(jax.jit, static_argnames=("recipe",))
 def _images_all(recipe, params):
-  return jax.vmap(lambda p: to_image(recipe.param, p, recipe.height, recipe.width))(params)
+  return jax.vmap(lambda p: _images(recipe.param, p, recipe.height, recipe.width))(params)
+
+
+def _slice(tree, start: int, stop: int):
+  return jax.tree.map(lambda v: v[start:stop], tree)
 
 
 def render_dispatch(apply_fn, objective, recipe, variables, settings, keys, chunk=None) -> Result:
@@ -528,23 +617,22 @@ def render_dispatch(apply_fn, objective, recipe, variables, settings, keys, chun
   n = keys.shape[0]
   if chunk and n > chunk:
     parts = [render_dispatch(apply_fn, objective, recipe, variables,
-                             {k: v[i:i + chunk] for k, v in settings.items()}, keys[i:i + chunk])
+                             _slice(settings, i, i + chunk), keys[i:i + chunk])
              for i in range(0, n, chunk)]
-    return Result(*(jnp.concatenate(field) for field in zip(*parts)))
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
   step_recipe = dataclasses.replace(recipe, phases=())   # one compiled step for any schedule
   params, keys = _start_all(step_recipe, settings, keys)
-  objective_losses, totals, start = [], [], 0
+  outputs, start = [], 0
   for steps, factor in recipe.phases:
     state = (params, _opt_start_all(step_recipe, settings, params, factor), keys)
     for i in range(start, start + steps):
-      state, (obj, tot) = step_jit(apply_fn, objective, step_recipe, variables, settings, state,
-                                   i, factor)
-      objective_losses.append(obj)
-      totals.append(tot)
+      state, out = step_jit(apply_fn, objective, step_recipe, variables, settings, state, i,
+                            factor)
+      outputs.append(out)
     params, _, keys = state
     start += steps
-  return Result(_images_all(step_recipe, params), jnp.stack(objective_losses, axis=1),
-                jnp.stack(totals, axis=1))
+  values, terms, evaluations = jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *outputs)
+  return Result(_images_all(step_recipe, params), values, terms, evaluations)
 
 
 LOOPS = ("auto", "scan", "dispatch")
@@ -559,11 +647,18 @@ def loop_mode(loop: str = "auto") -> str:
 
 
 def num_settings(settings) -> int:
-  sizes = {np.shape(v)[0] if np.ndim(v) else None for v in settings.values()}
-  check(None not in sizes and len(sizes) == 1,
-        f"every setting needs the same leading axis; got shapes "
-        f"{ {k: np.shape(v) for k, v in settings.items()} }")
+  """The common leading axis S of every leaf of the settings pytree."""
+  leaves = jax.tree_util.tree_leaves_with_path(settings)
+  sizes = {np.shape(v)[0] if np.ndim(v) else None for _, v in leaves}
+  check(bool(leaves) and None not in sizes and len(sizes) == 1,
+        "every setting needs the same leading axis; got shapes "
+        f"{ {jax.tree_util.keystr(k): np.shape(v) for k, v in leaves} }")
   return sizes.pop()
+
+
+# Per-setting values given once and broadcast to every setting by stack_settings, by their
+# number of dimensions when given once.
+SINGLE_NDIM = {"center": 1, "init": 3}
 
 
 def stack_settings(n: int, **values) -> dict:
@@ -574,36 +669,31 @@ def stack_settings(n: int, **values) -> dict:
     value = jnp.asarray(value)
     if not jnp.issubdtype(value.dtype, jnp.integer):
       value = value.astype(jnp.float32)
-    single_ndim = {"center": 1, "init": 3}.get(key, 0)
-    if value.ndim == single_ndim:
+    if value.ndim == SINGLE_NDIM.get(key, 0):
       value = jnp.broadcast_to(value, (n,) + value.shape)
     check(value.shape[0] == n, f"setting {key} has {value.shape[0]} values, expected {n}")
     out[key] = value
   return out
 
 
-def render(apply_fn, variables, objective, settings: dict, key, recipe: Recipe,
+def render(apply_fn, variables, objective: Objective, settings, key, recipe: Recipe,
            chunk: int | None = None, loop: str = "auto") -> Result:
   """Runs one optimisation per setting, all settings vmapped together.
 
   apply_fn: (variables, images NHWC) -> (logits, acts); hashable (static for jit).
-  objective: (logits (1, C), acts, setting) -> scalar loss to MINIMISE; hashable (e.g. a frozen
-    dataclass), reading any per-setting values (unit, class, target...) from `setting`.
-  settings: dict of arrays with a common leading axis S (see SETTING_KEYS and stack_settings).
+  objective: an Objective (cnn_vis.techniques.objectives) to maximise; hashable.
+  settings: a pytree of arrays with a common leading axis S (see stack_settings), read through
+    Setting(key) by the objective, projections and optimiser (`lr`, `init`, `center`...).
   loop: `scan` runs the whole optimisation as ONE compiled call; `dispatch` calls one compiled
     vmapped step per step (faster on CPU, same result); `auto` picks by backend (loop_mode).
-  Raises DivergedError if any loss or final image is non-finite.
+  Raises DivergedError if any objective value or final image is non-finite.
   """
   check(recipe.steps > 0, f"steps must be > 0, got {recipe.steps}")
-  check_optimizer(recipe.optimizer)
+  check(isinstance(objective, Objective), f"objective must be an Objective, got {objective!r}")
   n = num_settings(settings)
-  if recipe.optimizer == "progress":
+  if recipe.optimizer.name == "progress":
     check({"max_lr", "desired_prog"} <= set(settings),
           "the progress policy needs settings max_lr and desired_prog")
-  blur_keys = {"decay", "blur_width", "norm_pct", "contrib_pct"} & set(settings)
-  check(recipe.param.is_plain or not blur_keys,
-        f"projections {sorted(blur_keys)} need the plain pixel parameterisation, "
-        f"not {recipe.param}")
   run = render_jit if loop_mode(loop) == "scan" else render_dispatch
   result = run(apply_fn, objective, recipe, variables, settings, jax.random.split(key, n),
                chunk=chunk)
@@ -612,8 +702,8 @@ def render(apply_fn, variables, objective, settings: dict, key, recipe: Recipe,
 
 
 def check_finite(result: Result, what: str = "setting") -> None:
-  """Raises DivergedError naming the first setting and step whose loss went non-finite."""
-  finite = np.isfinite(np.asarray(result.totals))
+  """Raises DivergedError naming the first setting and step whose objective went non-finite."""
+  finite = np.isfinite(np.asarray(result.values))
   image_ok = np.isfinite(np.asarray(result.images)).reshape(len(finite), -1).all(axis=1)
   bad = np.flatnonzero(~(finite.all(axis=1) & image_ok))
   if bad.size:
@@ -622,21 +712,6 @@ def check_finite(result: Result, what: str = "setting") -> None:
     raise DivergedError(f"optimisation diverged: {what} {i} became non-finite at step {step} "
                         f"({bad.size} of {len(finite)} affected); lower the learning rate or "
                         f"strengthen the regularisers")
-
-
-def max_blur_radius(widths) -> int:
-  """Static blur radius covering every blur width of a sweep."""
-  widths = np.atleast_1d(np.asarray(widths, np.float64))
-  return blur_radius(widths.max()) if widths.size else 0
-
-
-def model_mean(module) -> jnp.ndarray:
-  """The model's mean pixel in [0, 1] (the zero of its mean-subtracted input space)."""
-  mean = getattr(module, "mean", None)
-  if mean is None:
-    from cnn_vis.models.layers import IMAGENET_MEAN  # pylint: disable=import-outside-toplevel
-    mean = IMAGENET_MEAN
-  return jnp.asarray(mean, jnp.float32)
 
 
 def check_image(image, name: str = "image") -> np.ndarray:

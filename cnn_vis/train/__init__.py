@@ -7,7 +7,7 @@
   ten-crop evaluation).
 - ensemble.py: N members over a leading axis in one compiled step; averaged-softmax evaluation.
 - parallel.py: 1-D `data` mesh over all devices of all hosts; sharded batches, replicated state.
-- checkpoint.py: orbax checkpoints (atomic, resumable) and load_variables(path) for techniques.
-
-The loop that ties them to data, logging and reports is experiments/train.py.
+- checkpoint.py: orbax checkpoints (atomic, resumable) and load_variables(path) for the loader.
+- loop.py: train_and_evaluate(config, workdir), the loop that ties them to data, evaluation,
+  checkpoints and logs (experiments/train.py adds the report).
 """

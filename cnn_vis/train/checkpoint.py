@@ -20,6 +20,7 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
+from cnn_vis import models
 from cnn_vis.errors import UserError, check
 
 CHECKPOINTS = "checkpoints"
@@ -126,7 +127,6 @@ def _module_fields(module) -> dict:
 
 def check_model(info: dict, model: str, model_kwargs: dict | None, path) -> None:
   """UserError unless model (with model_kwargs) is the network the checkpoint was trained as."""
-  from cnn_vis import models  # pylint: disable=import-outside-toplevel
   saved_kwargs = dict(info.get("model_kwargs") or {})
   given = dict(model_kwargs or {})
   check(info["model"] == model,
