@@ -132,7 +132,7 @@ def ours(name, variables, images, classes):
       "saliency": lambda: G.saliency(call("saliency")),
       "guided_backprop": lambda: call("guided_backprop"),
       "integrated_gradients": lambda: call("integrated_gradients", attribution.IGOptions(
-          steps=IG_STEPS, baseline="black", chunk=IG_CHUNK)),
+          steps=IG_STEPS, target_gap=0.0, baseline="black", chunk=IG_CHUNK)),
       "occlusion": lambda: _occlusion_pixels(apply_fn, variables, images, classes),
   }
 

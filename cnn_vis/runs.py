@@ -1,6 +1,17 @@
 """What every experiment does first and last: read its inputs, run in its workdir without ever
-mixing with or losing an earlier run, record config, metrics, summary and run facts."""
+mixing with or losing an earlier run, record config, metrics, summary and run facts.
+
+    with runs.origin(command="...", config_file="configs/x.py", overrides=("steps=5",)):
+      with runs.Run(config, workdir) as run:    # validated, staged; committed only on success
+        with run.stage("render"): ...
+        run.summary.update(accuracy=0.9)        # -> summary.json and the report's summary
+
+`origin` says how a run was asked for (main.py, a sweep job or a tour stage sets it); `Run`
+records it in run.json with the git commit, versions, device and the time of every stage.
+"""
 import contextlib
+import contextvars
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -13,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
 import numpy as np
@@ -37,7 +49,7 @@ def _flat(tree, prefix: str = "") -> dict:
 
 
 # Keys that do not change what a run computes, ignored when a rerun is compared with config.json.
-NOT_RESULTS = ("overwrite",)
+NOT_RESULTS = ("overwrite", "slurm")
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
@@ -52,6 +64,14 @@ def write_json(path, record) -> Path:
   return write_text(path, json.dumps(record, indent=2, sort_keys=True, default=_json_default))
 
 
+def read_json(path, default=None):
+  """A JSON file's content, or `default` if it is missing or unreadable."""
+  try:
+    return json.loads(Path(path).read_text())
+  except (OSError, ValueError):
+    return default
+
+
 def _json_default(value):
   if isinstance(value, (np.integer, np.floating, np.bool_)):
     return value.item()
@@ -60,11 +80,18 @@ def _json_default(value):
   return str(value)
 
 
-def _writable(path: Path) -> bool:
-  """path (or, if it does not exist yet, its nearest existing parent) is a writable folder."""
+def writable(path: Path) -> bool:
+  """path (or, if it does not exist yet, its nearest existing parent) is a folder a file can be
+  created in. Tried for real: root passes every permission check, not a read-only mount."""
   while not path.exists():
     path = path.parent
-  return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+  if not path.is_dir():
+    return False
+  try:
+    with tempfile.TemporaryFile(dir=path):
+      return True
+  except OSError:
+    return False
 
 
 def _git_state() -> dict:
@@ -80,14 +107,77 @@ def _git_state() -> dict:
     return {"commit": None, "dirty": None}
 
 
+VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "ml-collections", "cnn_vis")
+
+
 def _versions() -> dict:
   out = {"python": platform.python_version()}
-  for package in ("jax", "jaxlib", "flax", "optax", "numpy"):
+  for package in VERSIONED_PACKAGES:
     try:
       out[package] = importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
       pass
   return out
+
+
+def initialize_distributed() -> None:
+  """jax.distributed.initialize() when this process is one of several: several Slurm tasks
+  (JAX reads the coordinator, process count and id from Slurm's environment) or
+  JAX_COORDINATOR_ADDRESS set by hand (with JAX_NUM_PROCESSES and JAX_PROCESS_ID). Call it
+  before anything touches a device."""
+  slurm_tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS") or 1)
+  if os.environ.get("JAX_COORDINATOR_ADDRESS") or ("SLURM_JOB_ID" in os.environ and
+                                                   slurm_tasks > 1):
+    jax.distributed.initialize()
+
+
+def _slurm_job() -> str | None:
+  """The Slurm job (array job_task) this process runs in, if any."""
+  env = os.environ
+  if env.get("SLURM_ARRAY_JOB_ID"):
+    return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '')}"
+  return env.get("SLURM_JOB_ID")
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+  """How a run was asked for, as run.json and the report show it.
+
+  command: the command line (or, for a tour's stage, what started the tour);
+  config_file, config_arg: `configs/X.py` and the `:arg` given to its get_config;
+  overrides: ("key=value", ...) applied on top, in order; note: anything else worth saying (a
+  tour stage says what it reduced); started: time.time() when the request was read, so the time
+  spent before the run (config, model, validation) is the `prepare` stage.
+  """
+  command: str = ""
+  config_file: str = ""
+  config_arg: str = ""
+  overrides: tuple = ()
+  note: str = ""
+  started: float | None = None
+
+
+_ORIGIN: contextvars.ContextVar = contextvars.ContextVar("cnn_vis_origin", default=None)
+_CURRENT: contextvars.ContextVar = contextvars.ContextVar("cnn_vis_run", default=None)
+
+
+@contextlib.contextmanager
+def origin(**fields):
+  """Every Run started inside records these Origin fields (default command: sys.argv)."""
+  token = _ORIGIN.set(Origin(**{"command": " ".join(sys.argv), **fields}))
+  try:
+    yield
+  finally:
+    _ORIGIN.reset(token)
+
+
+def current_origin() -> Origin:
+  return _ORIGIN.get() or Origin(command=" ".join(sys.argv))
+
+
+def current_run() -> "Run | None":
+  """The innermost Run being executed (the report asks it for the run's facts)."""
+  return _CURRENT.get()
 
 
 class Run:
@@ -104,8 +194,10 @@ class Run:
   A workdir that already holds a run of a different config is refused (the differing keys are
   named) unless config.overwrite is true. resume=True (training): outputs are written into the
   workdir itself, so checkpoints and logs continue where they stopped.
-  Every run writes config.json, summary.json, run.json (command line, git commit, versions,
-  device, wall time of each stage) and status.json ("running", then "ok" or "failed").
+  Every run writes config.json, summary.json, run.json (command line, config file, git commit,
+  versions, device, wall time of each stage, the picture that stands for the run) and
+  status.json ("running", then "ok" or "failed"). Runs nest: a run started inside another's
+  run.dir (a tour's stages) is committed with it.
   """
 
   def __init__(self, config, workdir, resume: bool = False):
@@ -113,7 +205,7 @@ class Run:
     self.config = config_dict(config)
     self.workdir = Path(workdir)
     self.resume = resume
-    check(_writable(self.workdir), f"workdir {str(self.workdir)!r} is not writable; choose "
+    check(writable(self.workdir), f"workdir {str(self.workdir)!r} is not writable; choose "
                                    "another --workdir")
     previous = self.workdir / "config.json"
     foreign = [p.name for p in self.workdir.iterdir() if not p.name.startswith(".")] \
@@ -122,21 +214,25 @@ class Run:
           f"workdir {str(self.workdir)!r} is not empty and holds no cnn_vis run (it has "
           f"{', '.join(sorted(foreign)[:3])}...); choose a new or empty --workdir")
     if previous.is_file() and not self.config.get("overwrite", False):
-      try:
-        old = json.loads(previous.read_text())
-      except (OSError, ValueError):
-        old = {}
-      differ = config_differences(old, self.config)
+      differ = config_differences(read_json(previous, {}), self.config)
       check(not differ, f"workdir {str(self.workdir)!r} holds a run of another config (differing "
                         f"keys: {', '.join(differ[:8])}{' ...' if len(differ) > 8 else ''}); use "
                         "another --workdir or --config.overwrite=True")
     self.summary: dict = {}
     self.stages: dict = {}
+    self.thumbnail: str | None = None   # relative path of the picture that stands for the run
+    self.title: str | None = None
+    self.origin = current_origin()
     self.dir = self.workdir
     self.main = jax.process_index() == 0   # multi-host: only process 0 writes the outputs
+    self._finishers: list[Callable[[dict], None]] = []
+    self._token = None
 
   def __enter__(self) -> "Run":
     self.started = time.time()
+    if self.origin.started is not None:
+      self.stages["prepare"] = round(self.started - self.origin.started, 3)
+    self._token = _CURRENT.set(self)
     if not self.main:   # other hosts compute along; what they write is discarded
       self.dir = Path(tempfile.mkdtemp(prefix="cnn_vis-host-"))
       return self
@@ -148,44 +244,68 @@ class Run:
     return self
 
   def __exit__(self, kind, error, traceback) -> bool:
+    _CURRENT.reset(self._token)
     seconds = time.time() - self.started
     if not self.main:
       shutil.rmtree(self.dir, ignore_errors=True)
       return False
-    if error is not None:
-      if not self.resume:
-        shutil.rmtree(self.dir, ignore_errors=True)
-      message = str(error).splitlines()[0] if str(error) else type(error).__name__
-      self._status("failed", error=f"{type(error).__name__}: {message}", seconds=seconds)
+    if error is None:
+      try:
+        info = self.info(seconds)
+        for finish in self._finishers:   # e.g. the report, re-rendered with the final facts
+          finish(info)
+        write_json(self.dir / "summary.json", self.summary)
+        outputs = sorted(p.name for p in self.dir.iterdir() if not p.name.startswith("."))
+        write_json(self.dir / "run.json", {**info, "outputs": outputs + ["run.json"]})
+        if not self.resume:
+          self._commit()
+      except BaseException as e:   # recorded in status.json, then raised
+        self._fail(e, seconds)
+        raise
+      self._status("ok", seconds=round(seconds, 3))
       return False
-    write_json(self.dir / "summary.json", self.summary)
-    outputs = sorted(p.name for p in self.dir.iterdir() if not p.name.startswith("."))
-    write_json(self.dir / "run.json", {**self.info(seconds), "outputs": outputs + ["run.json"]})
-    if not self.resume:
-      self._commit()
-    self._status("ok", seconds=seconds)
+    self._fail(error, seconds)
     return False
+
+  def _fail(self, error: BaseException, seconds: float) -> None:
+    if not self.resume:
+      shutil.rmtree(self.dir, ignore_errors=True)
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    self._status("failed", error=f"{type(error).__name__}: {message}", seconds=round(seconds, 3))
 
   @contextlib.contextmanager
   def stage(self, name: str):
-    """Times a stage of the run (reported in run.json)."""
+    """Times a stage of the run (reported in run.json and the report)."""
     start = time.perf_counter()
     yield
     self.stages[name] = round(time.perf_counter() - start, 3)
 
-  def info(self, seconds: float) -> dict:
+  def on_success(self, finish: Callable[[dict], None]) -> None:
+    """Calls finish(run facts) when the run has succeeded, before its outputs are committed
+    (write_report re-renders the report with the final wall time)."""
+    self._finishers.append(finish)
+
+  def info(self, seconds: float | None = None) -> dict:
+    """The facts of this run: command and config, git, versions, device, stage times."""
+    seconds = time.time() - self.started if seconds is None else seconds
     devices = jax.devices()
-    return {"command": " ".join(sys.argv), "started": datetime.datetime.fromtimestamp(
-                self.started).isoformat(timespec="seconds"),
-            "seconds": round(seconds, 3), "stages": self.stages, "git": _git_state(),
-            "versions": _versions(), "host": platform.node(),
+    origin = self.origin
+    return {"command": origin.command, "config_file": origin.config_file,
+            "config_arg": origin.config_arg, "overrides": list(origin.overrides),
+            "note": origin.note, "title": self.title, "thumbnail": self.thumbnail,
+            "started": datetime.datetime.fromtimestamp(self.started).isoformat(
+                timespec="seconds"),
+            "seconds": round(seconds, 3), "stages": dict(self.stages), "git": _git_state(),
+            "versions": _versions(), "host": platform.node(), "pid": os.getpid(),
+            "slurm_job": _slurm_job(),
             "devices": {"platform": devices[0].platform, "count": len(devices),
-                        "kind": devices[0].device_kind}}
+                        "kind": devices[0].device_kind,
+                        "processes": jax.process_count()}}
 
   def _status(self, status: str, **fields) -> None:
-    write_json(self.workdir / "status.json", {"status": status, "pid": os.getpid(), **fields,
-                                              "time": datetime.datetime.now().isoformat(
-                                                  timespec="seconds")})
+    write_json(self.workdir / "status.json",
+               {"status": status, "pid": os.getpid(), "host": platform.node(), **fields,
+                "time": datetime.datetime.now().isoformat(timespec="seconds")})
 
   def _previous_outputs(self) -> set[str]:
     """What the previous run in the workdir wrote (its run.json says), and what this one writes."""
@@ -210,10 +330,12 @@ class Run:
     self.dir = self.workdir
 
 
-def progress(iterable=None, total: int | None = None, desc: str = "", unit: str = "it"):
-  """A tqdm progress bar (rate and ETA) on a terminal, silent otherwise."""
+def progress(iterable=None, total: int | None = None, desc: str = "", unit: str = "it",
+             enabled: bool | None = None):
+  """A tqdm progress bar (rate and ETA) on a terminal, silent otherwise (enabled: force)."""
+  on = sys.stderr.isatty() if enabled is None else enabled
   return tqdm.tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
-                   disable=not sys.stderr.isatty())
+                   disable=not on)
 
 
 def append_metrics(workdir, record: dict) -> None:

@@ -31,10 +31,12 @@ mirror averaging, in 743 s wall time (735 s of training, 15 epochs, ~1,300 image
 """
 import ml_collections
 
+from configs import common
 from configs.alexnet_imagenet import paper_recipe
 
 
 def get_config(arg=None):
+  common.check_arg(arg, "smoke")
   config = paper_recipe()
   config.model = "alexnet_cifar"
   config.model_kwargs = ml_collections.ConfigDict(

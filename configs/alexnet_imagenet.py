@@ -18,6 +18,8 @@ changes and why.
 """
 import ml_collections
 
+from configs import common
+
 
 def paper_recipe() -> ml_collections.ConfigDict:
   """The training fields with the paper's values (§4-§5), dataset-independent."""
@@ -64,6 +66,7 @@ def paper_recipe() -> ml_collections.ConfigDict:
 
 
 def get_config(arg=None):
+  common.check_arg(arg, "smoke")
   config = paper_recipe()
   config.model = "alexnet"            # §3, Fig. 2, 227x227 input (two-GPU groups), paper init
   config.model_kwargs = ml_collections.ConfigDict({"paper_init": True})  # §5: N(0, 0.01), bias 1

@@ -18,6 +18,7 @@ from configs import common
 
 
 def get_config(arg=None):
+  common.check_arg(arg, "smoke")
   config = common.base_config("deepdream", images="skimage:chelsea")  # images of any size
   config.max_size = 512              # shrink larger images to this longer side (0: never)
   config.layer = "block11"           # notebook: inception_4c/output of GoogLeNet

@@ -3,26 +3,33 @@ Figs. 6 and 8): reconstruct an image from its features at each layer.
 
   python -m cnn_vis.main --config=configs/mahendran15_inversion.py --workdir=runs/inversion
   python -m cnn_vis.main --config=configs/mahendran15_inversion.py:paper --workdir=runs/inv_paper
-  python -m cnn_vis.main --config=configs/mahendran15_inversion.py --config.layers=head \
+  python -m cnn_vis.main --config=configs/mahendran15_inversion.py --config.layers=fire9 \
       --config.tv="(1.0, 10.0, 100.0)" --workdir=runs/inv_tv            # lambda_TV sweep, one call
 
 Loss ||Phi(x) - Phi0||^2 / ||Phi0||^2 + alpha-norm (alpha 6, lambda 8e-10 on 0..255 pixels) +
 TV^beta (beta 2, lambda_TV 1 / 10 / 100 for the first / middle / last third of the layers), the
 reference code's constants (docs/papers.md §6; conversions in cnn_vis/techniques/inversion.py).
-The reference optimiser (SGD, momentum 0.9, lr 0.004 x [1, 0.1, 0.01] over 100/200/100
-iterations, `:paper`) diverges on EfficientNet-Lite0 within 5 steps (its gradients are far larger
-than CaffeNet's for the same normalised loss), so the default is Adam, lr 0.02 for 200 then
-0.002 for 100 iterations. The last conv layer (`head`, 7x7x1280) of skimage's coffee is then
-reconstructed to normalised error 0.075 with the reference lambda_TV 100 for deep layers, 0.076
-with 10 and 0.053 with 1, each keeping the top-1 class (espresso); larger lambda_TV gives
-smoother images (measured with the lambda_TV sweep command above).
+The paper inverts caffe-ref AlexNet; of the nets with published weights here the default is
+SqueezeNet 1.1, a ReLU + max-pool net fed Caffe's 0..255 BGR mean-subtracted pixels like it
+(--config.model=efficientnet_lite0 with layers stem;block3;block8;block15;head also works), at
+conv1, fire3, fire5, fire7 and fire9 (lambda_TV 1, 1, 10, 100, 100 by relative depth). The
+reference optimiser (SGD, momentum 0.9, lr 0.004 x [1, 0.1, 0.01] over 100/200/100 iterations,
+`:paper`) diverges on both nets: within 5 steps on EfficientNet-Lite0, at step 55 on SqueezeNet's
+fire9 (repo measurements), so the default is Adam, lr 0.02 for 200 then 0.002 for 100
+iterations. SqueezeNet's last conv layer (fire9, 14x14x512) of skimage's coffee is then
+reconstructed to normalised error 0.128 with the reference lambda_TV 100, keeping the top-1 class
+(espresso). On EfficientNet-Lite0, `head` (7x7x1280) reached 0.075 with lambda_TV 100, 0.076 with
+10 and 0.053 with 1, each keeping espresso; larger lambda_TV gives smoother images (the lambda_TV
+sweep command above).
 """
 from configs import common
 
 
 def get_config(arg=None):
-  config = common.base_config("inversion", arg, images="skimage:coffee")
-  config.layers = "stem;block3;block8;block15;head"
+  common.check_arg(arg, "paper", "smoke")
+  config = common.base_config("inversion", arg, images="skimage:coffee",
+                              model=common.RELU_MAXPOOL_MODEL)
+  config.layers = "conv1;fire3;fire5;fire7;fire9"
   config.tv = ()                     # empty: reference lambda_TV by depth; a tuple sweeps (1 call)
   config.tv_beta = 2.0               # experiment_cnn.m: TVbeta = 2
   config.alpha = 6.0                 # experiment_cnn.m: beta = 6 (the alpha-norm's exponent)
@@ -50,5 +57,5 @@ def get_config(arg=None):
 
 def get_sweep():
   """lambda_TV sweep of the last conv layer (one call), and the reference optimiser."""
-  return [{"layers": "head", "tv": (1.0, 10.0, 100.0)}, {"optimizer": "sgd", "lr": 0.004,
+  return [{"layers": "fire9", "tv": (1.0, 10.0, 100.0)}, {"optimizer": "sgd", "lr": 0.004,
           "phases": ((100, 1.0), (200, 0.1), (100, 0.01))}]

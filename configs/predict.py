@@ -13,6 +13,7 @@ from configs import common
 
 
 def get_config(arg=None):
+  common.check_arg(arg, "smoke")
   config = common.base_config(
       "predict", arg, images="skimage:chelsea,skimage:coffee,skimage:astronaut,skimage:rocket")
   config.top_k = 5

@@ -9,8 +9,9 @@ alpha_k^c A^k) (eq. 2) at the last conv layer (§3: "the last convolutional laye
 best compromise between high-level semantics and detailed spatial information"), bilinearly
 upsampled to the image and shown in the jet colours of the paper; Guided Grad-CAM (§3.1) =
 guided backprop * upsampled L^c. The paper's VGG-16 has pretrained weights only if torchvision's
-file is on disk (--config.model=vgg16); the default is the pretrained EfficientNet-Lite0, whose
-last conv feature map is `head` (7x7x1280). An empty layer picks each model's last conv layer.
+file is on disk (--config.model=vgg16); the default is the pretrained SqueezeNet 1.1, whose
+last conv feature map is `fire9` (14x14x512 at 227 px; `head`, 7x7x1280, on EfficientNet-Lite0).
+An empty layer picks each model's last conv layer.
 """
 from configs import common
 
@@ -18,12 +19,12 @@ from configs import common
 def get_config(arg=None):
   config = common.attribution_config("attribution", "grad_cam", arg)
   config.targets = "predicted"    # Fig. 1: the predicted (or a chosen) class
-  config.layer = ""               # "" = the model's last conv layer (head, conv5, conv5_3, ...)
+  config.layer = ""               # "" = the model's last conv layer (fire9, conv5, conv5_3, ...)
   return config
 
 
 def get_sweep():
   """Grad-CAM at successively earlier layers (the paper compares layers of VGG-16), and Guided
   Grad-CAM."""
-  return [{"layer": layer} for layer in ("head", "block15", "block11", "block8", "block5")] + \
-      [{"method": "guided_grad_cam"}]
+  return [{"layer": layer} for layer in ("fire9", "fire7", "fire5", "fire3")] + \
+      [{"method": "guided_grad_cam"}, {"model": "efficientnet_lite0"}]

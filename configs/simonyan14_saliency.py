@@ -6,9 +6,11 @@
 
 w = dS_c/dI at the image, one back-propagation pass; M_ij = max_c |w_h(i,j,c)|, shown in grey as in
 Fig. 2. S_c is the unnormalised class score (the logits, before the softmax), for the top-1
-predicted class. The paper's net (§2: conv64-conv256-conv256-conv256-conv256-fc4096-fc4096-fc1000)
-has no public weights, so the default is the pretrained EfficientNet-Lite0; any registered model
-or a trained checkpoint works (--config.model=..., --config.checkpoint=...).
+predicted class; the map is clipped at its 99th percentile (cnn_vis/report/images.py) and shown
+with a colour bar. The paper's net (§2: conv64-conv256-conv256-conv256-conv256-fc4096-fc4096-
+fc1000) has no public weights, so the default is the pretrained SqueezeNet 1.1, the ReLU +
+max-pool net CS231n computes its saliency maps with (docs/papers.md §12); any registered model or
+a trained checkpoint works (--config.model=efficientnet_lite0, --config.checkpoint=...).
 """
 from configs import common
 
@@ -21,4 +23,5 @@ def get_config(arg=None):
 
 def get_sweep():
   """The same maps from each ImageNet model with published weights."""
-  return [{"model": "efficientnet_lite0"}, {"model": "alexnet_torchvision"}, {"model": "vgg16"}]
+  return [{"model": name} for name in ("squeezenet1_1", "efficientnet_lite0", "alexnet_torchvision",
+                                       "vgg16")]

@@ -5,9 +5,12 @@
 
 M(x) = 1/n sum_i dS_c/dx (x + N(0, sigma^2)), sigma = noise * (x_max - x_min) (§3). The paper's
 recommendations: noise 10-20% of the input range (we take 15%) and n around 50 samples, beyond
-which returns diminish. Shown as max_c |M| like the saliency map; --config.base=guided_backprop
-(or any registered attribution method) smooths another method instead (the paper also combines SmoothGrad with other gradient methods).
-The noisy copies run `chunk` at a time: memory grows with chunk, not with samples.
+which returns diminish. Shown as max_c |M| clipped at its 99th percentile like the saliency map
+(§3's display); --config.base=guided_backprop (or any registered attribution method) smooths
+another method instead (the paper also combines SmoothGrad with other gradient methods). The
+model is the pretrained SqueezeNet 1.1, as for the saliency config it is compared with
+(benchmarks/fidelity.py measures how much smoother the maps are). The noisy copies run `chunk`
+at a time: memory grows with chunk, not with samples.
 """
 from configs import common
 

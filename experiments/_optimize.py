@@ -31,25 +31,13 @@ def product(items: list, sweeps: dict) -> tuple[list, dict, list[str]]:
   return per_item, arrays, labels
 
 
-def save_grid(workdir, name: str, images, labels, ncols: int | None = None) -> str:
-  """Writes workdir/<name>.png (one labelled tile per image); returns the relative path."""
+def save_grid(workdir, name: str, images, labels, ncols: int | None = None):
+  """Writes workdir/<name>.png (one labelled tile per image) and the tiles at full resolution
+  (tiles/<name>/); returns the Grid a report shows them in, labels as text
+  (report.labelled_grid)."""
   images = np.clip(np.asarray(images, np.float32), 0, 1)
   check(len(images) > 0, "nothing to show")
-  grid = report.image_grid(images, ncols=ncols, labels=labels)
-  report.save_image(workdir / f"{name}.png", grid)
-  return f"{name}.png"
-
-
-def for_display(images, mode: str = "raw"):
-  """raw: pixels as they are (clipped); stretch: each tile's deviation from its mean pixel scaled
-  to fill [0, 1], as the deep visualization toolbox shows its images (`saveimagescc`)."""
-  choose("display", mode, ("raw", "stretch"))
-  images = np.asarray(images, np.float32)
-  if mode == "raw":
-    return np.clip(images, 0, 1)
-  dev = images - images.mean(axis=(1, 2), keepdims=True)
-  scale = np.abs(dev).max(axis=(1, 2, 3), keepdims=True)
-  return 0.5 + 0.5 * dev / np.maximum(scale, 1e-12)
+  return report.labelled_grid(workdir, f"{name}.png", images, labels, ncols)[1]
 
 
 def key(config):

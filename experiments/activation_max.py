@@ -2,19 +2,26 @@
 every swept hyperparameter), all units of a layer vmapped together.
 
 config.units: units in the grammar of cnn_vis.models.units, e.g. 'conv1:0-95',
-'logits:130;logits:flamingo', 'block8:3@7,7' (several layers: one call each). config.preset: 1-4 (Table 1 of the paper) or olah17. Hyperparameter fields left empty take
-the preset's value; a tuple of values renders one tile per value (x unit), in the same call.
-Writes units_<layer>.png (one labelled tile per unit/setting), units_<layer>.npy, metrics.jsonl
-(activation reached per tile) and report.html.
+'logits:130;logits:flamingo', 'block8:3@7,7' (several layers: one call each). config.preset:
+1-4 (Table 1 of the paper), olah17 (lucid's recipe) or cs231n. Hyperparameter fields left empty
+take the preset's value; a tuple of values renders one tile per value (x unit), in the same call.
+Writes units_<layer>.png (one labelled tile per unit/setting, displayed as the preset's authors
+show theirs: DISPLAY), units_<layer>.npy (raw pixels), metrics.jsonl (activation reached per
+tile) and report.html.
 """
 import numpy as np
 
 from cnn_vis import loader, models, report, runs
-from cnn_vis.errors import check
+from cnn_vis.errors import check, choose
+from cnn_vis.report import images as pictures
 from cnn_vis.techniques import activation_max as am
 
 from experiments import _optimize
 
+# How each preset's authors show their images (cnn_vis.report.images.optimized_picture): lucid
+# its raw sigmoid pixels, CS231n min-max stretched (its `deprocess`), the deep visualization
+# toolbox the image minus the mean pixel, zero at mid grey (`best_X.jpg`; the default).
+DISPLAY = {"olah17": "raw", "cs231n": "minmax"}
 SWEEPABLE = ("lr", "decay", "blur_width", "blur_every", "norm_pct", "contrib_pct", "max_lr",
              "desired_prog")
 
@@ -29,9 +36,8 @@ def run(config, workdir):
         f"config.units {config.units!r}: activation maximisation needs units LAYER:C (no max:, "
         "predicted or label)")
   base = am.preset(config.preset)      # unknown preset: one-line error before any work
-  display = config.display if config.display != "auto" else (
-      "raw" if config.preset == "olah17" else "stretch")
-  _optimize.for_display(np.zeros((1, 1, 1, 3)), display)
+  display = config.display if config.display != "auto" else DISPLAY.get(config.preset, "stretch")
+  choose("display", display, pictures.OPTIMIZED_DISPLAYS)
   sweeps = {name: _optimize.values(config, name, base[name]) for name in SWEEPABLE
             if name in base or config.get(name)}
   steps = int(config.steps or base["steps"])
@@ -57,7 +63,7 @@ def run(config, workdir):
         tiles.append(f"{unit.channel}" + (f" {label}" if label else ""))
       np.save(workdir / f"units_{layer}.npy", np.asarray(images))
       per_unit = len(items) // len(layer_units)
-      shown = _optimize.for_display(images, display)
+      shown = pictures.optimized_picture(images, display, fn.mean_pixel)
       grid = _optimize.save_grid(workdir, f"units_{layer}", shown, tiles,
                                  ncols=per_unit if per_unit > 1 else None)
       text = "\n".join(f"{str(u):>18s} {lab:>22s}  activation {v:9.3f}"

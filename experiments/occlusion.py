@@ -2,25 +2,26 @@
 
 cnn_vis.techniques.occlusion slides the grey square and measures; this experiment draws Fig. 7's
 panels for each image: (b) the total activation of the strongest feature map of
-config.feature_layer, (d) the probability of the correct class (config.target: predicted,
-class:N, or label = from the ImageNet file name), (e) the most probable label (one colour per
-label, legend beside it), and the drop in the class probability as a per-pixel map blended over
-the image.
+config.feature_layer ("" = the model's last conv layer, "none" = skip), (d) the probability of the
+correct class (config.target: predicted, class:N, or label = from the ImageNet file name), (e)
+the most probable label (one colour per label, the legend beside it naming every label that
+appears and how often), and the drop in the class probability as a per-pixel map blended over
+the image. Maps (b), (d) and the drop carry colour bars with their ranges.
 
 Writes maps/<i>_<name>_{prob,feature,label,legend}.png, overlays/<i>_<name>.png,
-panels/<i>_<name>.png (input | feature | probability | label | overlay), summary.png,
-occlusion.npz (every map), metrics.jsonl (per image: class, probabilities, the feature map,
-label fractions) and report.html.
+panels/<i>_<name>.png (input | feature | probability | label + legend | overlay; the report
+shows its tiles, tiles/panels/..., with their labels as text), summary.png,
+occlusion.npz (every map), metrics.jsonl (per image: class, probabilities and their range, the
+feature map, label fractions) and report.html.
 """
 import time
 
-import matplotlib
 import numpy as np
-from PIL import Image
 
 from cnn_vis import loader, models, report, runs
 from cnn_vis.errors import UserError, check
 from cnn_vis.models import classes as class_lib
+from cnn_vis.report import images as pictures
 from cnn_vis.techniques import occlusion as O
 
 
@@ -46,28 +47,35 @@ def fill_value(fill) -> np.ndarray:
   return values
 
 
+def feature_layer_of(text: str, spec: models.ModelSpec) -> str | None:
+  """config.feature_layer: a layer, "" = the model's last conv feature map (Zeiler & Fergus's
+  "layer 5"), or "none"."""
+  text = str(text or "")
+  if text == "none":
+    return None
+  return text or spec.last_conv or None
+
+
 def upsample(grid, height: int, width: int) -> np.ndarray:
   """A small map shown at the image's size, each window position a flat block."""
-  return np.asarray(Image.fromarray(np.asarray(grid, np.float32)).resize((width, height),
-                                                                          Image.NEAREST))
+  return pictures.resize_map(grid, height, width, nearest=True)
 
 
 def label_picture(labels, height: int, width: int, class_names):
-  """(label map as colours, legend picture, [(name, fraction)]) for Fig. 7(e)."""
-  values, counts = np.unique(labels, return_counts=True)
-  order = np.argsort(-counts)
-  values, counts = values[order], counts[order]
-  colours = matplotlib.colormaps["tab20"](np.arange(len(values)) % 20)[:, :3]
-  lookup = {int(v): colours[i] for i, v in enumerate(values)}
-  picture = np.stack([[lookup[int(v)] for v in row] for row in np.asarray(labels)])
-  swatches = [np.broadcast_to(c, (12, 96, 3)) for c in colours]
-  names = [f"{class_names[int(v)]} {c / counts.sum():.0%}" for v, c in zip(values, counts)]
-  legend = report.image_grid(swatches, ncols=1, labels=names)
-  return upsample_rgb(picture, height, width), legend, list(zip(names, counts / counts.sum()))
+  """Fig. 7(e): (the label map in colours at the image's size, its legend picture naming every
+  label that appears with the fraction of positions where it is on top, [(name, fraction)])."""
+  colors, entries = pictures.categorical_picture(labels)
+  names = [f"{class_names[label]} {fraction:.0%}" for label, _, fraction in entries]
+  legend = pictures.legend([color for _, color, _ in entries], names)
+  picture = np.stack([upsample(colors[..., c], height, width) for c in range(3)], axis=-1)
+  return picture, legend, [(class_names[label], fraction) for label, _, fraction in entries]
 
 
-def upsample_rgb(picture, height: int, width: int) -> np.ndarray:
-  return np.stack([upsample(picture[..., c], height, width) for c in range(3)], axis=-1)
+def map_picture(grid, height: int, width: int, colormap: str = "inferno"):
+  """A map over window positions at the image's size in its own min..max range, with its colour
+  bar (the range printed beside it)."""
+  scale = pictures.range_scale(grid, colormap)
+  return pictures.with_colorbar(scale.colors(upsample(grid, height, width)), scale), scale
 
 
 def run(config, workdir):
@@ -82,7 +90,7 @@ def run(config, workdir):
   _, height, width, _ = images.shape
   table = models.layer_table(apply_fn, variables, images.shape, spec.class_names)
   classes = target_classes(str(config.target), table, names, spec.dataset)
-  feature_layer = config.feature_layer or None
+  feature_layer = feature_layer_of(config.feature_layer, spec)
   if feature_layer:
     models.check_layer(feature_layer, table)
   with runs.Run(config, workdir) as run:
@@ -101,35 +109,38 @@ def run(config, workdir):
     for n, (name, image) in enumerate(zip(names, images)):
       stem = f"{n:03d}_{runs.safe_name(name)}"
       cls = int(maps["classes"][n])
-      prob = report.heatmap(upsample(maps["prob"][n], height, width))
+      prob, prob_scale = map_picture(maps["prob"][n], height, width)
       labels, legend, fractions = label_picture(maps["label"][n], height, width, spec.class_names)
-      blended = report.overlay(image, drop[n], config.overlay_alpha)
+      drop_scale = pictures.range_scale(drop[n], "inferno", lo=min(0.0, float(drop[n].min())))
+      blended = pictures.with_colorbar(
+          pictures.overlay(image, drop[n], config.overlay_alpha, scale=drop_scale), drop_scale)
       columns, titles = [], []
       if feature_layer:
-        feature = report.heatmap(upsample(maps["feature"][n], height, width))
+        feature, _ = map_picture(maps["feature"][n], height, width)
         report.save_image(workdir / "maps" / f"{stem}_feature.png", feature)
         columns.append(feature)
-        titles.append(f"{feature_layer}:{int(maps['feature_channel'][n])}")
-      for suffix, picture in (("prob", prob), ("label", labels), ("legend", legend)):
+        titles.append(f"(b) {feature_layer}:{int(maps['feature_channel'][n])} total")
+      labelled = pictures.beside(labels, legend)
+      for suffix, picture in (("prob", prob), ("label", labelled), ("legend", legend)):
         report.save_image(workdir / "maps" / f"{stem}_{suffix}.png", picture)
       report.save_image(workdir / "overlays" / f"{stem}.png", blended)
-      columns += [prob, labels, blended]
-      titles += [f"p({spec.class_names[cls]})", "top label", "p drop"]
-      tiles = report.image_grid([image, *columns], ncols=1 + len(columns), labels=["input", *titles])
-      rel = f"panels/{stem}.png"
-      report.save_image(workdir / rel, tiles)
+      columns += [prob, labelled, blended]
+      titles += [f"(d) p({spec.class_names[cls]})", "(e) top label", "p drop"]
+      tiles, grid = report.labelled_grid(workdir, f"panels/{stem}.png", [image, *columns],
+                                         ["input", *titles], 1 + len(columns))
       panels.append(tiles)
       record = {"image": name, "class": cls, "class_name": spec.class_names[cls],
                 "prob": float(maps["base_prob"][n]), "min_prob": float(maps["prob"][n].min()),
+                "prob_range": [prob_scale.lo, prob_scale.hi],
                 "top_labels": {k: round(float(v), 4) for k, v in fractions[:5]}}
       if feature_layer:
         record.update(feature_channel=int(maps["feature_channel"][n]),
                       feature=float(maps["base_feature"][n]))
       runs.append_metrics(workdir, record)
-      text = "\n".join(f"{label}" for label, _ in fractions[:8])
+      text = "\n".join(f"{label} {fraction:.0%}" for label, fraction in fractions[:8])
       items.append((f"{name}: class {cls} {spec.class_names[cls]}, p = {record['prob']:.3f} "
-                    f"unoccluded, {record['min_prob']:.3f} at worst", rel, None))
-      items.append((f"{name}: labels under the occluder", f"maps/{stem}_legend.png", text))
+                    f"unoccluded, {record['min_prob']:.3f} at worst; {len(fractions)} labels on "
+                    "top under the occluder (legend beside the label map)", grid, text))
     report.save_image(workdir / "summary.png", report.image_grid(panels, ncols=1))
     run.summary.update({"model": config.model, "images": len(names), "size": config.size,
                         "stride": config.stride, "positions": int(maps["prob"][0].size),

@@ -50,6 +50,56 @@ def test_bad_classes_are_one_line_errors(classes, match):
   assert "\n" not in str(e.value)
 
 
+def test_presets_and_their_overrides():
+  cfg = class_model.preset("cs231n", steps=7, lr=None)
+  assert cfg["steps"] == 7 and cfg["lr"] == class_model.PRESETS["cs231n"]["lr"]
+  assert cfg["blur_every"] == 10 and cfg["clip"] and dict(cfg["transforms"])["jitter"] == 16
+  assert class_model.preset("paper")["transforms"] == () and not class_model.preset("paper")["clip"]
+  with pytest.raises(UserError, match="unknown class model preset 'deepdream'"):
+    class_model.preset("deepdream")
+  with pytest.raises(UserError, match="unknown class model settings \\['decay'\\]"):
+    class_model.preset("paper", decay=0.1)
+
+
+def test_presets_render_on_a_small_net():
+  # every preset's pieces (Fourier + sigmoid, blur, clip, random start) fit together; pixels of the
+  # clipped and sigmoid presets stay in [0, 1]
+  for name in class_model.PRESETS:
+    result = class_model.class_models(LinearScores(), {"w": jnp.ones((8 * 8 * 3, 3))}, [0, 2],
+                                      size=8, center=jnp.full(3, 0.5), key=jax.random.PRNGKey(0),
+                                      preset_name=name, steps=3)
+    images = np.asarray(result.images)
+    assert images.shape == (2, 1, 8, 8, 3) and np.isfinite(images).all(), name
+    if name != "paper":
+      assert images.min() >= 0 and images.max() <= 1, name
+
+
+def test_cs231n_step_is_the_normalised_gradient_step():
+  # dX = lr g / ||g||_2 with lr = step * sqrt(entries): on a linear score (no L2, no jitter, no
+  # blur, no clip) each step adds step * w_c / rms(w_c), from the given start.
+  size, step = 4, 0.01
+  w = jax.random.normal(jax.random.PRNGKey(5), (size * size * 3, 3))
+  result = class_model.class_models(LinearScores(), {"w": w}, [1], size=size, center=jnp.zeros(3),
+                                    key=jax.random.PRNGKey(0), preset_name="paper",
+                                    optimizer="rms", lr=step, l2=0.0, steps=3)
+  g = np.asarray(w[:, 1]).reshape(size, size, 3)
+  expected = 3 * step * g / np.sqrt(np.mean(g ** 2))
+  np.testing.assert_allclose(np.asarray(result.images[0, 0]), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_top_k_hits_rank_classes_by_the_judge_logits():
+  # judge logits = flatten(x) @ w on images resized to the judge's size: ranks by brute force
+  w = jax.random.normal(jax.random.PRNGKey(3), (6 * 6 * 3, 8))
+  images = jax.random.uniform(jax.random.PRNGKey(4), (4, 12, 12, 3))
+  classes = np.array([0, 3, 5, 7])
+  hits, rank = class_model.top_k_hits(LinearScores(), {"w": w}, images, classes, 6, k=3)
+  resized = jax.image.resize(images, (4, 6, 6, 3), "linear")
+  logits = np.asarray(resized.reshape(4, -1) @ w)
+  expected = [int(np.where(np.argsort(-row) == c)[0][0]) for row, c in zip(logits, classes)]
+  np.testing.assert_array_equal(rank, expected)
+  np.testing.assert_array_equal(hits, np.asarray(expected) < 3)
+
+
 def test_shift_translates_with_edge_fill():
   images = jnp.asarray(np.random.RandomState(0).rand(2, 10, 12, 3), jnp.float32)
   out = np.asarray(class_model.shift(images, jnp.array([3, -2]), jnp.array([-4, 0]), 4))
@@ -62,16 +112,16 @@ def test_shift_translates_with_edge_fill():
   assert np.all(np.abs(np.asarray(shifts)) <= 8) and np.all(np.abs(np.asarray(shifts)).sum(1) > 0)
 
 
-# Ten easily named classes: goldfish, ostrich, tarantula, flamingo, jellyfish, pineapple,
-# strawberry, volcano, daisy, pizza (configs/simonyan14_class_models.py).
-CLASSES = [1, 9, 76, 130, 107, 953, 949, 980, 985, 963]
+# Five of configs/simonyan14_class_models.py's ten classes: goldfish, tarantula, flamingo,
+# pineapple, volcano.
+CLASSES = [1, 76, 130, 953, 980]
 
 
 @pytest.mark.slow
 def test_pretrained_class_models_are_classified_and_shift_robust():
   fn, variables, _ = loader.load("efficientnet_lite0", pretrained=True)
-  # 160 px (the net still classifies natural images there) and 60 steps keep this test ~1 min
-  # on 2 CPU cores; the config's defaults are 224 px and 100 steps.
+  # Five of the ten classes, 160 px (the net still classifies natural images there) and 60 steps
+  # keep this test under a minute on 2 CPU cores.
   result = class_model.class_models(
       fn, variables, CLASSES, size=160, center=fn.mean_pixel,
       key=jax.random.PRNGKey(0), l2=0.01, lr=0.02, steps=60, optimizer="adam",
@@ -86,6 +136,7 @@ def test_pretrained_class_models_are_classified_and_shift_robust():
     moved, _ = class_model.shifted(images, jax.random.PRNGKey(100 + trial), 8)
     top1 = np.asarray(classify.probabilities(fn, variables, moved)).argmax(-1)
     np.testing.assert_array_equal(top1, CLASSES)
-  corner = class_model.shift(images, 8 * rng.choice([-1, 1], 10), 8 * rng.choice([-1, 1], 10), 8)
+  signs = 8 * rng.choice([-1, 1], (2, len(CLASSES)))
+  corner = class_model.shift(images, signs[0], signs[1], 8)
   np.testing.assert_array_equal(np.asarray(classify.probabilities(fn, variables, corner)).argmax(-1),
                                 CLASSES)

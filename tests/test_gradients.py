@@ -250,6 +250,62 @@ def test_integrated_gradients_completeness(smoothnet, rule, steps):
                              rtol=1e-5)
 
 
+@pytest.mark.parametrize("rule", G.RULES)
+def test_refinement_is_the_next_quadrature_reusing_nested_points(rule):
+  # keep * Q_m(g) + sum_new w g must equal the finer rule Q_next(g) itself, for any integrand.
+  g = lambda a: np.exp(3 * a) * np.sin(7 * a) + 1 / (0.05 + a)
+  for steps in (4, 7):
+    next_steps, alphas, weights, keep = G.refinement(steps, rule)
+    assert next_steps == (2 * steps - 1 if rule == "riemann_trapezoid" else 2 * steps)
+    coarse, fine = G.quadrature(steps, rule), G.quadrature(next_steps, rule)
+    refined = keep * np.sum(coarse[1] * g(coarse[0])) + np.sum(weights * g(alphas))
+    np.testing.assert_allclose(refined, np.sum(fine[1] * g(fine[0])), rtol=1e-6)
+    # nesting rules add only the new points
+    assert len(alphas) == (next_steps if keep == 0 else next_steps - steps)
+
+
+def _adaptive_ig(apply_fn, variables, images, units, **options):
+  return attribution.integrated_gradients(apply_fn, variables, images,
+                                          attribution.Target(None, units),
+                                          attribution.IGOptions(**options))
+
+
+def test_integrated_gradients_double_their_steps_until_complete(smoothnet):
+  # Sundararajan et al. §5: the steps should bring the attributions within 5% (here 1%) of
+  # S(x) - S(x'). The adaptive result must be the fixed-step IG at the step count it reports,
+  # that count the first refinement of `steps` whose gap is within the target. The trapezoid
+  # rule (4 -> 7 -> 13 points) keeps this fast; the refinement test above covers every rule.
+  # chunk 4 everywhere: one compiled pass for all calls.
+  apply_fn, variables = smoothnet
+  images, units = _images(2, size=16), G.Units.make([-1, 2])
+  rule = "riemann_trapezoid"
+  maps = _adaptive_ig(apply_fn, variables, images, units, steps=4, target_gap=0.01,
+                      max_steps=4096, chunk=4, rule=rule)
+  steps = int(np.asarray(maps.extras["steps"]).max())
+  assert np.all(np.asarray(maps.extras["steps"]) == steps) and steps > 4
+  fixed = G.integrated_gradients(apply_fn, variables, images, units, steps=steps, chunk=4,
+                                 rule=rule)
+  np.testing.assert_allclose(maps.values, fixed.values, rtol=1e-4,
+                             atol=1e-6 * float(jnp.abs(fixed.values).max()))
+  gap = np.asarray(maps.extras["completeness_gap"])
+  assert gap.max() <= 0.01, gap
+  delta = np.asarray(fixed.scores - fixed.baseline_scores)
+  np.testing.assert_allclose(maps.extras["convergence_delta"],
+                             np.asarray(fixed.values.sum(axis=(2, 3, 4))) - delta, rtol=1e-4,
+                             atol=1e-5)
+  half = G.integrated_gradients(apply_fn, variables, images, units, steps=(steps + 1) // 2,
+                                chunk=4, rule=rule)
+  half_gap = np.abs(np.asarray(half.values.sum(axis=(2, 3, 4))) - delta) / np.abs(delta)
+  assert half_gap.max() > 0.01, half_gap
+  # the cap: an unreachable target stops at max_steps and reports the gap left
+  capped = _adaptive_ig(apply_fn, variables, images, units, steps=4, target_gap=1e-9,
+                        max_steps=16, chunk=4)
+  assert int(np.asarray(capped.extras["steps"]).max()) == 16
+  assert float(np.asarray(capped.extras["completeness_gap"]).max()) > 1e-9
+  exact = _adaptive_ig(apply_fn, variables, images, units, steps=4, target_gap=0.0, chunk=4)
+  assert int(np.asarray(exact.extras["steps"]).max()) == 4
+
+
 def test_integrated_gradients_equal_the_exact_path_integral_of_a_relu_net():
   # On the segment x' + a (x - x') every pre-activation z_j(a) = z_j(0) + a dz_j is linear, so
   # IG_i = (x_i - x'_i) sum_j W1[i, j] W2[j, c] * |{a in [0, 1]: z_j(a) > 0}|, in closed form.
@@ -376,6 +432,10 @@ def test_bad_input_is_a_one_line_error(alexnet):
                   units, steps=0)
   _one_line_error("unknown integration rule", G.integrated_gradients, apply_fn, variables, images,
                   units, rule="simpson")
+  _one_line_error("target_gap must be a finite number >= 0", attribution.IGOptions,
+                  target_gap=-0.1)
+  _one_line_error("max_steps \\(10\\) must be >= steps \\(50\\)", attribution.IGOptions,
+                  max_steps=10)
   _one_line_error("samples must be >= 1", attribution.SmoothGradOptions, samples=0)
   _one_line_error("smoothgrad base 'smoothgrad' must be one of", attribution.SmoothGradOptions,
                   base="smoothgrad")

@@ -1,7 +1,7 @@
 """Feature inversion (Mahendran & Vedaldi 2015): the loss and constants against their definitions,
 exact recovery through an invertible representation, input checks, and on pretrained
-EfficientNet-Lite0 the last conv layer of skimage's coffee inverted to normalised error <= 0.1
-with the original's top-1 class."""
+SqueezeNet 1.1 the last conv layer of skimage's coffee inverted to normalised error <= 0.1 with
+the original's top-1 class."""
 import dataclasses
 
 import jax
@@ -103,17 +103,18 @@ def test_bad_inputs_are_one_line_errors():
 
 @pytest.mark.slow
 def test_pretrained_last_conv_layer_inversion():
-  fn, variables, spec = loader.load("efficientnet_lite0", pretrained=True)
+  fn, variables, spec = loader.load("squeezenet1_1", pretrained=True)
   _, coffee = image_io.model_input("skimage:coffee", spec.input_size, spec.resize)
   images = coffee[None]
-  # 224 px, the model's size; `head` (7x7x1280) is its last conv layer. Adam (the reference
-  # momentum SGD diverges on this net), lambda_TV 1 (the reference value for shallow layers).
+  # 227 px, the model's size; `fire9` (14x14x512) is its last conv layer (the config's default
+  # net). Adam (the reference momentum SGD diverges on this net), lambda_TV 1 (the reference
+  # value for shallow layers).
   result, targets = inversion.invert(
-      fn, variables, images, "head", center=fn.mean_pixel,
+      fn, variables, images, "fire9", center=fn.mean_pixel,
       key=jax.random.PRNGKey(0), tv=1.0, lr=0.02, phases=((150, 1.0), (75, 0.1)),
       optimizer="adam", optimizer_kwargs=())
   reconstruction = result.images[:, 0]
-  error = float(inversion.normalized_error(fn, variables, reconstruction, targets, "head")[0])
+  error = float(inversion.normalized_error(fn, variables, reconstruction, targets, "fire9")[0])
   assert error <= 0.1, error
   original = int(np.asarray(classify.probabilities(fn, variables, images)).argmax())
   inverted = classify.probabilities(fn, variables, jnp.clip(reconstruction, 0, 1))

@@ -20,7 +20,7 @@ from typing import Iterator
 from cnn_vis.data.info import DATASETS, DatasetInfo
 from cnn_vis.errors import choose
 
-__all__ = ["DATASETS", "DatasetInfo", "info", "load", "num_examples"]
+__all__ = ["DATASETS", "DatasetInfo", "examples", "info", "load", "num_examples", "source_names"]
 
 
 def info(name: str, *, data_dir=None, manual_dir=None, image_size=None) -> DatasetInfo:
@@ -39,8 +39,8 @@ def num_examples(name: str, split: str, *, data_dir=None, manual_dir=None) -> in
 
 
 def load(name: str, split: str, *, batch_size: int, train: bool, seed: int = 0, data_dir=None,
-         manual_dir=None, image_size=None, process_index=None,
-         process_count=None) -> Iterator[dict]:
+         manual_dir=None, image_size=None, process_index=None, process_count=None,
+         resize=None, with_ids: bool = False) -> Iterator[dict]:
   """Numpy batches of this host's shard of `split` (tfds split syntax, e.g. "train[:90%]").
 
   batch_size is the GLOBAL batch; each of the jax.process_count() hosts gets batch_size /
@@ -48,11 +48,33 @@ def load(name: str, split: str, *, batch_size: int, train: bool, seed: int = 0, 
   seed), repeated forever, last partial batch dropped; yields {"image", "label"}. train=False:
   one pass in order over the whole shard, the last batch padded and {"mask"} marking real
   examples, so every example counts exactly once. Images are float32 NHWC in [0, 1], resized
-  (shorter side) and centre-cropped to image_size when given; labels int32.
+  (shorter side, to `resize` if given, else image_size) and centre-cropped to image_size when
+  given; labels int32. with_ids (train=False): also {"id"}, int64, each example's position in
+  `split` (-1 on padding), the same on any number of hosts; `examples` reads examples back by
+  it and `source_names` names them.
   process_index/process_count override jax's (for tests and tools).
   """
   choose("dataset", name, DATASETS)
   from cnn_vis.data import pipeline  # lazy: imports TensorFlow, which must not load before torch
   return pipeline.load(name, split, batch_size=batch_size, train=train, seed=seed,
                        data_dir=data_dir, manual_dir=manual_dir, image_size=image_size,
-                       process_index=process_index, process_count=process_count)
+                       process_index=process_index, process_count=process_count,
+                       resize=resize, with_ids=with_ids)
+
+
+def examples(name: str, split: str, ids, *, data_dir=None, manual_dir=None, image_size=None,
+             resize=None) -> dict:
+  """{"image", "label", "id"} numpy arrays of the examples at positions `ids` of `split` (as
+  `load(..., with_ids=True)` numbers them), in the order given, preprocessed as `load` does."""
+  choose("dataset", name, DATASETS)
+  from cnn_vis.data import pipeline  # lazy: imports TensorFlow, which must not load before torch
+  return pipeline.examples(name, split, ids, data_dir=data_dir, manual_dir=manual_dir,
+                           image_size=image_size, resize=resize)
+
+
+def source_names(name: str, split: str, ids, *, data_dir=None, manual_dir=None) -> list[str]:
+  """"splitname:index" of each example position of `split` (its index in the whole named split,
+  e.g. position 0 of "test[100:]" is "test:100")."""
+  choose("dataset", name, DATASETS)
+  from cnn_vis.data import pipeline  # lazy: imports TensorFlow, which must not load before torch
+  return pipeline.source_names(name, split, ids, data_dir=data_dir, manual_dir=manual_dir)

@@ -22,6 +22,7 @@ from cnn_vis.errors import UserError, choose
 from cnn_vis.models import alexnet as _alexnet
 from cnn_vis.models import classes as _classes
 from cnn_vis.models import efficientnet as _efficientnet
+from cnn_vis.models import small as _small
 from cnn_vis.models import squeezenet as _squeezenet
 from cnn_vis.models import vgg as _vgg
 from cnn_vis.models.geometry import Layer, ReceptiveField, Window, receptive_fields
@@ -84,7 +85,10 @@ register(ModelSpec("alexnet_fashion_mnist", _alexnet.alexnet_fashion_mnist, 32, 
                    last_conv="conv5", defaults=_ALEXNET_DEFAULTS))
 _VGG_DEFAULTS = {"deconvnet": "max:conv5_1", "deepdream": "conv4_2",
                  "inversion": ("conv3_1", "conv5_1"), "embedding": "fc7", "patches": "pool5",
-                 "activations": "conv5_1"}
+                 "activations": "conv5_1",
+                 # Gatys et al. 2016, §3 (docs/papers.md §9): content conv4_2, style conv*_1
+                 "style_content": "conv4_2",
+                 "style": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")}
 register(ModelSpec("vgg16", _vgg.vgg16, 224, "imagenet", resize=256, pretrained="torchvision_vgg16",
                    last_conv="conv5_3", defaults={**_VGG_DEFAULTS, "grad_cam": "conv5_3"}))
 register(ModelSpec("vgg19", _vgg.vgg19, 224, "imagenet", resize=256, pretrained="torchvision_vgg19",
@@ -103,6 +107,14 @@ register(ModelSpec("squeezenet1_1", _squeezenet.squeezenet1_1, 227, "imagenet", 
                              "inversion": ("fire3", "fire7"), "embedding": "logits",
                              "patches": "fire9", "activations": "fire5", "style_content": "fire2",
                              "style": ("conv1", "fire3", "fire4", "fire5")}))
+
+# Fashion-MNIST models for Goodfellow et al.'s linearity argument (cnn_vis/models/small.py); a
+# softmax regression has no conv layer, so its Grad-CAM layer is its normalised input.
+register(ModelSpec("softmax_regression", _small.softmax_regression, 32, "fashion_mnist",
+                   last_conv="pixels", defaults={"grad_cam": "pixels", "activations": "pixels"}))
+register(ModelSpec("small_convnet", _small.small_convnet, 32, "fashion_mnist", last_conv="conv2",
+                   defaults={"grad_cam": "conv2", "deconvnet": "max:conv2", "embedding": "fc3",
+                             "activations": "conv2"}))
 
 
 def list_models() -> list[str]:

@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_vis.models.geometry import Window
+
 # torchvision / ImageNet statistics of [0, 1] RGB pixels.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -138,11 +140,8 @@ _max_pool_valid.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 def ceil_pads(size: int, window: int, stride: int) -> tuple[int, int]:
   """(0, extra) padding after a map of `size` that makes a VALID pool give torch's ceil_mode size
-  (Caffe's pooling): ceil((size - window) / stride) + 1 windows, less one if the last would start
-  past the input (torch's rule: every window starts inside the input)."""
-  out = -(-(size - window) // stride) + 1
-  if (out - 1) * stride >= size:
-    out -= 1
+  (Caffe's pooling; cnn_vis.models.geometry.Window.output_size has the rule)."""
+  out = Window(window, stride, 0, ceil=True).output_size(size)
   return (0, max((out - 1) * stride + window - size, 0))
 
 

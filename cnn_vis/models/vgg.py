@@ -21,6 +21,7 @@ class VGG(nn.Module):
   num_classes: int = 1000
   pooling: str = "max"
   dropout_rate: float = 0.5
+  fc_width: int = 4096          # fc6, fc7 (4096 in the paper; small for quick tests)
   mean: Sequence[float] = layers.IMAGENET_MEAN
   std: Sequence[float] = layers.IMAGENET_STD
   relu_mode: str = "standard"
@@ -48,7 +49,7 @@ class VGG(nn.Module):
       x = acts[f"pool{b}"] = pool(x, 2, 2)
     x = layers.flatten_chw(layers.adaptive_avg_pool(x, 7))
     for name in ("fc6", "fc7"):
-      x = acts[name] = relu(nn.Dense(4096, name=name)(x), self.relu_mode)
+      x = acts[name] = relu(nn.Dense(self.fc_width, name=name)(x), self.relu_mode)
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     logits = acts["fc8"] = nn.Dense(self.num_classes, name="fc8")(x)
     return logits, acts

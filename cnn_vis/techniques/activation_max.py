@@ -18,9 +18,10 @@ objective units (unchanged) and its max_lr converts like lr. The paper's last-it
 the update is not reproduced (one extra step of 500-1000).
 
 `olah17` is the later "feature visualization" recipe (Olah, Mordvintsev & Schubert 2017, Distill;
-lucid's `render_vis` defaults): a 1/f-scaled Fourier parameterisation in a decorrelated colour
-basis behind a sigmoid, transformation robustness (pad 12, jitter 8, scale 0.95-1.05, rotate
--10..10 degrees, jitter 4; lucid `transform.standard_transforms`), Adam lr 0.05, 512 steps.
+lucid's `render_vis` defaults) and `cs231n` CS231n's class-visualisation recipe (L2, blur, jitter),
+both from cnn_vis.techniques.recipes: on the class units (logits) they are the class models of
+cnn_vis.techniques.class_model's `lucid` and `cs231n` presets, whose recognisability by a second
+network benchmarks/recognisability.py measures.
 """
 import jax.numpy as jnp
 import numpy as np
@@ -28,8 +29,8 @@ import numpy as np
 from cnn_vis import models
 from cnn_vis.errors import check, choose
 from cnn_vis.models.units import check_unit
-from cnn_vis.techniques import optimize
-from cnn_vis.techniques.objectives import Channel
+from cnn_vis.techniques import optimize, recipes
+from cnn_vis.techniques.objectives import L2, Channel, Setting
 
 _LR = 1.0 / 255 ** 2   # one unit of lr_255 in [0, 1] pixel space
 
@@ -47,14 +48,12 @@ PRESETS = {
     # row 4: blur 0.5 every 4, contribution pct 90, 1000 iterations, progress max_lr 1e8, prog 2.
     "4": dict(decay=0.0, blur_width=0.5, blur_every=4, norm_pct=0.0, contrib_pct=90.0, steps=1000,
               optimizer="progress", max_lr=1e8 * _LR, desired_prog=2.0),
-    "olah17": dict(param=optimize.Param("fourier", decorrelate=True, sigmoid=True, init_std=0.01),
-                   transforms=(("pad", 12), ("jitter", 8),
-                               ("scale", tuple(1 + (i - 5) / 50 for i in range(11))),
-                               ("rotate", tuple(range(-10, 11))), ("jitter", 4)),
-                   steps=512, optimizer="adam", lr=0.05),
+    "olah17": recipes.LUCID,
+    "cs231n": recipes.CS231N,
 }
 YOSINSKI_INIT_STD = 10.0 / 255   # gradient_optimizer.py `mean_plus_rand`: N(0, 10) on 0..255
 PROJECTION_KEYS = ("decay", "blur_width", "blur_every", "norm_pct", "contrib_pct")
+SETTING_KEYS = ("lr", "max_lr", "desired_prog", "l2") + PROJECTION_KEYS
 
 
 def preset(name: str, **overrides) -> dict:
@@ -114,15 +113,18 @@ def maximize(apply_fn, variables, units, *, size: int, center, key, preset_name:
   cfg = preset(preset_name, **overrides)
   channel, y, x = unit_positions(units, (1,) + table.shapes[layers[0]])
   values = dict(channel=channel, y=y, x=x, center=center)
-  values.update({k: cfg[k] for k in ("lr", "max_lr", "desired_prog") + PROJECTION_KEYS if k in cfg})
+  values.update({k: cfg[k] for k in SETTING_KEYS if k in cfg})
   settings = optimize.stack_settings(len(units), **values)
-  param = cfg.get("param", optimize.Param(init_std=YOSINSKI_INIT_STD))
+  param = cfg.get("param", optimize.Param(init_std=cfg.get("init_std", YOSINSKI_INIT_STD)))
+  objective = Channel(layers[0], spatial=spatial)
+  if "l2" in cfg:   # CS231n's image prior (Simonyan et al.'s), around the mean pixel
+    objective = objective - Setting("l2") * L2()
   recipe = optimize.Recipe(size, size, phases=((int(cfg["steps"]), 1.0),), param=param,
                            transforms=cfg.get("transforms", ()), projections=projections(cfg),
                            optimizer=optimize.Optimizer(cfg["optimizer"]))
   try:
-    return optimize.render(apply_fn, variables, Channel(layers[0], spatial=spatial), settings,
-                           key, recipe, chunk=chunk, loop=loop)
+    return optimize.render(apply_fn, variables, objective, settings, key, recipe, chunk=chunk,
+                           loop=loop)
   except optimize.DivergedError as e:
     raise optimize.DivergedError(f"{e} (units {', '.join(map(str, units[:4]))}...)") from None
 

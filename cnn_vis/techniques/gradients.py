@@ -277,13 +277,44 @@ def integrated_gradients(apply_fn, variables, images, units: Units, baseline=0.0
   baseline = jnp.broadcast_to(jnp.asarray(baseline, images.dtype), images.shape)
   units, scores = resolve_units(apply_fn, variables, images, units, layer, spatial)
   _, baseline_scores = resolve_units(apply_fn, variables, baseline, units, layer, spatial)
-  alphas, valid = padded(alphas, min(chunk, steps))
-  weights, _ = padded(weights, min(chunk, steps))
+  total = path_gradients(apply_fn, variables, images, baseline, units, alphas, weights,
+                         min(chunk, steps), layer, spatial, unit_chunk)
+  return IGResult((images - baseline)[None] * total, scores, units, baseline_scores)
+
+
+def path_gradients(apply_fn, variables, images, baseline, units: Units, alphas, weights,
+                   chunk: int = 10, layer: str | None = None, spatial: str = "center",
+                   unit_chunk: int | None = None):
+  """sum_k weights_k dS(x' + alphas_k (x - x'))/dx (U, N, H, W, C) for resolved units (U, N),
+  exactly `chunk` path points (of every image) per forward/backward pass (the last chunk padded
+  with zero weights), so calls with any number of points share one compiled pass."""
+  alphas, valid = padded(np.asarray(alphas, np.float32), chunk)
+  weights, _ = padded(np.asarray(weights, np.float32), chunk)
   tiled = tile(units, alphas.shape[1])
   grads = lambda batch: gradients(apply_fn, variables, batch, tiled, layer, spatial,
                                   unit_chunk).values
-  total = chunked_sum(grads, path_images, images, baseline, alphas, weights * valid)
-  return IGResult((images - baseline)[None] * total, scores, units, baseline_scores)
+  return chunked_sum(grads, path_images, images, baseline, alphas, weights * valid)
+
+
+def refinement(steps: int, rule: str = "riemann_right"):
+  """The next, finer quadrature of `rule` after `steps`: (next steps, alphas, weights, keep) with
+  sum_next w g = keep * sum_steps w g + sum_k weights_k g(alphas_k).
+
+  The Riemann rules riemann_right and riemann_left double the number of intervals and their
+  points nest (the new ones are the old intervals' midpoints, weight 1 / (2 steps), keep 1/2);
+  riemann_trapezoid doubles its intervals too (2 steps - 1 points, keep 1/2); riemann_middle and
+  gausslegendre do not nest, so their next rule (twice the points) is computed afresh (keep 0).
+  """
+  quadrature(steps, rule)  # checks the rule and the step count
+  if rule in ("riemann_right", "riemann_left"):
+    midpoints = (np.arange(steps) + 0.5) / steps
+    return 2 * steps, midpoints.astype(np.float32), np.full(steps, 0.5 / steps, np.float32), 0.5
+  if rule == "riemann_trapezoid":
+    intervals = steps - 1
+    midpoints = (np.arange(intervals) + 0.5) / intervals
+    return (2 * intervals + 1, midpoints.astype(np.float32),
+            np.full(intervals, 0.5 / intervals, np.float32), 0.5)
+  return (2 * steps, *quadrature(2 * steps, rule), 0.0)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cnn_vis import runs
 from cnn_vis.errors import UserError, check, choose
 from cnn_vis.techniques.objectives import Context, Objective, Setting, resolve
 
@@ -398,15 +399,31 @@ def mean_abs_step(step_size) -> optax.GradientTransformation:
   return optax.stateless(f)
 
 
-SPECIAL_OPTIMIZERS = ("lbfgs", "progress", "mean_abs")
+def rms_step(step_size) -> optax.GradientTransformation:
+  """x -= step_size * g / rms(g): a step of root-mean-square step_size per pixel entry, whatever
+  the gradient's scale (CS231n's normalised step dX = lr g / ||g||_2, docs/papers.md §12, with
+  lr = step_size sqrt(number of entries))."""
+  def f(updates, params=None):
+    del params
+    leaves = jax.tree_util.tree_leaves(updates)
+    rms = jnp.sqrt(sum(jnp.sum(u * u) for u in leaves) / sum(u.size for u in leaves))
+    return jax.tree_util.tree_map(lambda u: -step_size * u / jnp.maximum(rms, 1e-30), updates)
+  return optax.stateless(f)
+
+
+SPECIAL_OPTIMIZERS = ("lbfgs", "progress", "mean_abs", "rms")
 
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
   """An optimiser by name: any optax optimiser taking learning_rate (adam, sgd, rmsprop...),
   `lbfgs` (optax.lbfgs with its zoom line search; learning_rate unused unless lr is given in
-  kwargs), `progress` (Yosinski) or `mean_abs` (DeepDream). The rate is the setting's `lr`
-  times the phase's factor; kwargs: static (key, value) pairs for the optax constructor."""
+  kwargs), `progress` (Yosinski), `mean_abs` (DeepDream) or `rms` (CS231n's normalised step).
+  The rate is the setting's `lr`
+  times the phase's factor; kwargs: static (key, value) pairs for the optax constructor.
+  `lbfgs` with kwargs (("linesearch", None), ("learning_rate", 1.0)) takes fixed steps along
+  the L-BFGS direction instead (torch.optim.LBFGS's default and neural-style's): one objective
+  evaluation per step, none of them inside a while loop (see the dispatch loop below)."""
   name: str = "adam"
   kwargs: tuple = ()
 
@@ -420,7 +437,8 @@ class Optimizer:
 
   @property
   def uses_line_search(self) -> bool:
-    return self.name == "lbfgs"
+    """The update takes the objective (value_fn) and keeps the value and gradient it found."""
+    return self.name == "lbfgs" and dict(self.kwargs).get("linesearch", "zoom") is not None
 
   def build(self, setting, factor=1.0) -> optax.GradientTransformationExtraArgs:
     lr = setting.get("lr", 0.05) * factor
@@ -431,6 +449,8 @@ class Optimizer:
           progress_policy(setting["max_lr"] * factor, setting["desired_prog"]))
     if self.name == "mean_abs":
       return optax.with_extra_args_support(mean_abs_step(lr))
+    if self.name == "rms":
+      return optax.with_extra_args_support(rms_step(lr))
     return optax.with_extra_args_support(getattr(optax, self.name)(learning_rate=lr,
                                                                     **dict(self.kwargs)))
 
@@ -446,6 +466,7 @@ class Recipe:
   batch: images optimised together per setting (1 unless an objective compares them).
   phases: ((steps, lr factor), ...) run in order, each with a fresh optimiser state.
   projections: applied after each step, in order (plain pixels only).
+  snapshot_every: keep the images after every `snapshot_every` steps (Result.snapshots; 0: no).
   """
   height: int
   width: int
@@ -455,11 +476,13 @@ class Recipe:
   projections: tuple = ()
   optimizer: Optimizer = Optimizer()
   batch: int = 1
+  snapshot_every: int = 0
 
   def __post_init__(self):
     object.__setattr__(self, "transforms", from_pairs(self.transforms))
     object.__setattr__(self, "phases", tuple((int(n), float(f)) for n, f in self.phases))
     check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+    check(self.snapshot_every >= 0, f"snapshot_every must be >= 0, got {self.snapshot_every}")
     check(self.param.is_plain or not self.projections,
           f"projections {[type(p).__name__ for p in self.projections]} need the plain pixel "
           f"parameterisation, not {self.param}")
@@ -468,12 +491,19 @@ class Recipe:
   def steps(self) -> int:
     return sum(n for n, _ in self.phases)
 
+  @property
+  def snapshot_steps(self) -> tuple[int, ...]:
+    """The step counts after which Result.snapshots holds the images (every-th, 2 every-th...)."""
+    every = self.snapshot_every
+    return tuple(range(every, self.steps + 1, every)) if every else ()
+
 
 class Result(NamedTuple):
   images: jnp.ndarray      # (S, B, H, W, 3) final images (B = recipe.batch)
   values: jnp.ndarray      # (S, steps) the objective at each step's starting point
   terms: dict              # label -> (S, steps): each term of the objective, weighted
   evaluations: jnp.ndarray  # (S, steps) objective evaluations per step (line searches: > 1)
+  snapshots: Any = None    # (S, K, B, H, W, 3) images after recipe.snapshot_steps, or None
 
 
 # One optimisation, as three pure per-setting functions (vmapped over settings by the drivers):
@@ -494,8 +524,20 @@ def _start(recipe: Recipe, setting, key):
                      recipe.batch), key
 
 
-def _opt_start(recipe: Recipe, setting, params, factor):
-  return recipe.optimizer.build(setting, factor).init(params)
+def _opt_start(apply_fn, objective, recipe: Recipe, variables, setting, params, key, factor):
+  """The optimiser's state at a phase start. A line search keeps the value and gradient at the
+  point it accepts, which the next step reuses; here they are seeded at the start point (optax's
+  value_and_grad_from_state would decide that with a lax.cond, which vmap turns into a select
+  that evaluates the objective and its gradient at every step)."""
+  state = recipe.optimizer.build(setting, factor).init(params)
+  if recipe.optimizer.uses_line_search:
+    sub = jax.random.split(key)[1]   # the draw of the phase's first step
+    loss = _loss_fn(apply_fn, objective, recipe, variables, setting, sub)
+    value, grad = jax.value_and_grad(lambda p: loss(p)[0])(params)
+    state = optax.tree.set(state, value=value, grad=grad)
+  # strongly typed leaves: the state a step returns has no weak types, and a state that differs
+  # in them would compile the dispatch loop's step a second time
+  return jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.asarray(leaf).dtype), state)
 
 
 def _loss_fn(apply_fn, objective: Objective, recipe: Recipe, variables, setting, key):
@@ -525,7 +567,7 @@ def _step(apply_fn, objective, recipe: Recipe, variables, setting, state, i, fac
   optimizer = recipe.optimizer.build(setting, factor)
   if recipe.optimizer.uses_line_search:
     value_fn = lambda p: loss(p)[0]
-    value, grad = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
+    value, grad = optax.tree.get(opt_state, "value"), optax.tree.get(opt_state, "grad")
     terms = loss(params)[1]
     updates, opt_state = optimizer.update(grad, opt_state, params, value=value, grad=grad,
                                           value_fn=value_fn)
@@ -538,19 +580,33 @@ def _step(apply_fn, objective, recipe: Recipe, variables, setting, state, i, fac
   return (params, opt_state, key), (-value, terms, _num_evaluations(opt_state))
 
 
-def _render_one(apply_fn, objective, recipe: Recipe, variables, setting, key):
-  """The whole optimisation of one setting as lax.scans (one per phase)."""
+def _render_one(apply_fn, objective, recipe: Recipe, variables, setting, key, progress=0):
+  """The whole optimisation of one setting as lax.scans (one per phase). Snapshots go into a
+  buffer carried by the scans (one slot per snapshot and a spare slot the other steps write)."""
   params, key = _start(recipe, setting, key)
+  images = lambda p: _images(recipe.param, p, recipe.height, recipe.width)
+  every, count = recipe.snapshot_every, len(recipe.snapshot_steps)
+  snaps = jnp.zeros((count + 1,) + images(params).shape) if every else None
   outputs, start = [], 0
   for n, factor in recipe.phases:
-    state = (params, _opt_start(recipe, setting, params, factor), key)
-    body = lambda state, i, factor=factor: _step(apply_fn, objective, recipe, variables, setting,
-                                                 state, i, factor)
-    (params, _, key), out = jax.lax.scan(body, state, jnp.arange(start, start + n))
+    state = (params, _opt_start(apply_fn, objective, recipe, variables, setting, params, key,
+                                factor), key)
+
+    def body(carry, i, factor=factor):
+      state, snaps = carry
+      state, out = _step(apply_fn, objective, recipe, variables, setting, state, i, factor)
+      if progress:   # the step of `progress` vmapped settings, to the host's progress bar
+        jax.debug.callback(functools.partial(_tick, progress), i)
+      if every:
+        slot = jnp.where((i + 1) % every == 0, (i + 1) // every - 1, count)
+        snaps = snaps.at[slot].set(images(state[0]))
+      return (state, snaps), out
+    ((params, _, key), snaps), out = jax.lax.scan(body, (state, snaps),
+                                                  jnp.arange(start, start + n))
     outputs.append(out)
     start += n
   values, terms, evaluations = jax.tree.map(lambda *xs: jnp.concatenate(xs), *outputs)
-  return _images(recipe.param, params, recipe.height, recipe.width), values, terms, evaluations
+  return images(params), values, terms, evaluations, snaps[:count] if every else None
 
 
 def chunked_vmap(fn, chunk: int | None):
@@ -572,12 +628,31 @@ def chunked_vmap(fn, chunk: int | None):
   return run
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "objective", "recipe", "chunk"))
-def render_jit(apply_fn, objective, recipe, variables, settings, keys, chunk=None):
+@functools.partial(jax.jit, static_argnames=("apply_fn", "objective", "recipe", "chunk",
+                                             "progress"))
+def render_jit(apply_fn, objective, recipe, variables, settings, keys, chunk=None,
+               progress=False):
   """Every setting's whole optimisation in ONE compiled call (vmap of lax.scan), without
-  `render`'s checks (keys: (S, 2))."""
-  one = lambda setting, key: _render_one(apply_fn, objective, recipe, variables, setting, key)
+  `render`'s checks (keys: (S, 2)). progress: tick the bar `render` shows from inside the
+  program (jax.debug.callback; compiled in only then)."""
+  per_call = (min(chunk, keys.shape[0]) if chunk else keys.shape[0]) if progress else 0
+  one = lambda setting, key: _render_one(apply_fn, objective, recipe, variables, setting, key,
+                                         per_call)
   return Result(*chunked_vmap(one, chunk)(settings, keys))
+
+
+# Progress: `render` shows a tqdm bar of setting-steps on a terminal (cnn_vis.runs.progress; none
+# otherwise, and then nothing below runs). The dispatch loop waits for each step before counting
+# it (the bar shows work done, not work queued); the scan loop ticks through a host callback.
+_BARS: list = []
+
+
+def _tick(count: int, step):
+  """Called from the compiled scan once per step of a vmapped batch of `count` settings (the
+  step number is not batched, so the callback runs once per batch)."""
+  del step
+  if _BARS:
+    _BARS[-1].update(count)
 
 
 # The "dispatch" loop: the same vmapped step, compiled once and called from Python once per step.
@@ -591,9 +666,10 @@ def _start_all(recipe, settings, keys):
   return jax.vmap(lambda s, k: _start(recipe, s, k))(settings, keys)
 
 
-@functools.partial(jax.jit, static_argnames=("recipe",))
-def _opt_start_all(recipe, settings, params, factor):
-  return jax.vmap(lambda s, p: _opt_start(recipe, s, p, factor))(settings, params)
+@functools.partial(jax.jit, static_argnames=("apply_fn", "objective", "recipe"))
+def _opt_start_all(apply_fn, objective, recipe, variables, settings, params, keys, factor):
+  one = lambda s, p, k: _opt_start(apply_fn, objective, recipe, variables, s, p, k, factor)
+  return jax.vmap(one)(settings, params, keys)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "objective", "recipe"))
@@ -612,27 +688,37 @@ def _slice(tree, start: int, stop: int):
   return jax.tree.map(lambda v: v[start:stop], tree)
 
 
-def render_dispatch(apply_fn, objective, recipe, variables, settings, keys, chunk=None) -> Result:
-  """Same result as render_jit, running step_jit once per step (chunks one after another)."""
+def render_dispatch(apply_fn, objective, recipe, variables, settings, keys, chunk=None,
+                    progress=False) -> Result:
+  """Same result as render_jit, running step_jit once per step (chunks one after another);
+  progress: count each finished step on the bar `render` shows."""
   n = keys.shape[0]
   if chunk and n > chunk:
     parts = [render_dispatch(apply_fn, objective, recipe, variables,
-                             _slice(settings, i, i + chunk), keys[i:i + chunk])
+                             _slice(settings, i, i + chunk), keys[i:i + chunk], None, progress)
              for i in range(0, n, chunk)]
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
-  step_recipe = dataclasses.replace(recipe, phases=())   # one compiled step for any schedule
+  # one compiled step for any schedule and snapshot rate
+  step_recipe = dataclasses.replace(recipe, phases=(), snapshot_every=0)
   params, keys = _start_all(step_recipe, settings, keys)
-  outputs, start = [], 0
+  outputs, snaps, start = [], [], 0
   for steps, factor in recipe.phases:
-    state = (params, _opt_start_all(step_recipe, settings, params, factor), keys)
+    state = (params, _opt_start_all(apply_fn, objective, step_recipe, variables, settings, params,
+                                    keys, factor), keys)
     for i in range(start, start + steps):
       state, out = step_jit(apply_fn, objective, step_recipe, variables, settings, state, i,
                             factor)
       outputs.append(out)
+      if progress and _BARS:
+        jax.block_until_ready(state[0])
+        _BARS[-1].update(n)
+      if i + 1 in recipe.snapshot_steps:
+        snaps.append(_images_all(step_recipe, state[0]))
     params, _, keys = state
     start += steps
   values, terms, evaluations = jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *outputs)
-  return Result(_images_all(step_recipe, params), values, terms, evaluations)
+  return Result(_images_all(step_recipe, params), values, terms, evaluations,
+                jnp.stack(snaps, axis=1) if snaps else None)
 
 
 LOOPS = ("auto", "scan", "dispatch")
@@ -694,9 +780,19 @@ def render(apply_fn, variables, objective: Objective, settings, key, recipe: Rec
   if recipe.optimizer.name == "progress":
     check({"max_lr", "desired_prog"} <= set(settings),
           "the progress policy needs settings max_lr and desired_prog")
-  run = render_jit if loop_mode(loop) == "scan" else render_dispatch
-  result = run(apply_fn, objective, recipe, variables, settings, jax.random.split(key, n),
-               chunk=chunk)
+  scan = loop_mode(loop) == "scan"
+  run = render_jit if scan else render_dispatch
+  # setting-steps: the scan's chunks of `chunk` settings pad the last one (its steps tick too)
+  ticked = -(-n // chunk) * chunk if scan and chunk and n > chunk else n
+  with runs.progress(total=ticked * recipe.steps, desc=f"optimise {n} x {recipe.steps} steps",
+                     unit="step") as bar:
+    _BARS.append(bar)
+    try:
+      result = run(apply_fn, objective, recipe, variables, settings, jax.random.split(key, n),
+                   chunk=chunk, progress=not bar.disable)
+      jax.block_until_ready(result.images)
+    finally:
+      _BARS.pop()
   check_finite(result)
   return result
 
