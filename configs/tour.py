@@ -49,7 +49,7 @@ STAGES = (
     ("filters", "krizhevsky12_filters", "", {}, {}),
     ("activation_maps", "yosinski15_activations", "", {"images": SKIMAGE_PHOTOS}, {}),
     ("top_patches", "girshick14_top_patches", "", {"images": SKIMAGE_PHOTOS, "k": 4}, {}),
-    ("tsne", "karpathy14_tsne", "", {"images": SKIMAGE_PHOTOS, "perplexity": 2.0}, {}),
+    ("tsne", "karpathy14_tsne", "", {"images": SKIMAGE_PHOTOS, "perplexity": 1.5}, {}),
     # fooling and adversarial examples
     ("fgsm", "goodfellow15_fgsm", "", {"images": SKIMAGE_PHOTOS}, {}),
     ("fooling_images", "nguyen15_fooling", "", {"classes": CLASSES, "transfer_model": ""}, {}),

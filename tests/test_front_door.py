@@ -16,7 +16,7 @@ import pytest
 import experiments
 from cnn_vis import configuration, report, runs
 from cnn_vis.errors import UserError
-from cnn_vis.techniques import objectives, optimize
+from cnn_vis.techniques import embedding, objectives, optimize
 from configs import tour as tour_config
 from experiments import tour
 
@@ -304,3 +304,12 @@ def test_tour_mistakes_are_caught_before_anything_runs(tmp_path):
   with pytest.raises(UserError, match="unknown config key 'stepz'.*did you mean 'steps'"):
     tour.plan(config)
   assert not (tmp_path / "t").exists()
+
+
+def test_the_tours_tsne_stage_has_more_photos_than_its_perplexity_needs():
+  """t-SNE refuses a perplexity of N/3 or more; the tour's stage runs on the 7 skimage photos."""
+  stage = {s.name: s for s in tour.plan(tour_config.get_config())}["tsne"]
+  embedding.TSNESettings(perplexity=stage.config.perplexity).check(
+      len(stage.config.images.split(",")))
+  with pytest.raises(UserError, match="perplexity 2.0 needs more than 7 images"):
+    embedding.TSNESettings(perplexity=2.0).check(len(stage.config.images.split(",")))
