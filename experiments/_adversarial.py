@@ -107,6 +107,15 @@ def model_for(config, images):
   return apply_fn, variables, spec
 
 
+def model_or_trained(config, model, run):
+  """(apply_fn, variables, spec, training results or None): the parsed model, or, where the
+  config trains one (model None), the network trained in this run's `train` stage."""
+  if model is not None:
+    return (*model, None)
+  with run.stage("train"):
+    return train_model(config, run.dir)
+
+
 def train_model(config, out: Path):
   """Trains config.model with config.train into out/train by the project's training loop;
   returns (apply_fn, variables, spec) of the trained network and the loop's results."""

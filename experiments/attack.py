@@ -127,12 +127,7 @@ def run(config, workdir):
   inputs = request.inputs
   with runs.Run(config, workdir) as run:
     out = run.dir
-    train_results = None
-    if request.model is None:
-      with run.stage("train"):
-        apply_fn, variables, spec, train_results = X.train_model(config, out)
-    else:
-      apply_fn, variables, spec = request.model
+    apply_fn, variables, spec, train_results = X.model_or_trained(config, request.model, run)
     batch = int(config.batch_size)
     clean_top1, _ = X.predictions(apply_fn, variables, inputs.images, batch)
     labels = np.where(inputs.labels >= 0, inputs.labels, clean_top1).astype(np.int32)

@@ -92,11 +92,7 @@ def run(config, workdir):
   inputs = request.inputs
   with runs.Run(config, workdir) as run:
     out = run.dir
-    if request.model is None:
-      with run.stage("train"):
-        apply_fn, variables, spec, _ = X.train_model(config, out)
-    else:
-      apply_fn, variables, spec = request.model
+    apply_fn, variables, spec, _ = X.model_or_trained(config, request.model, run)
     batch = int(config.batch_size)
     clean_top1, _ = X.predictions(apply_fn, variables, inputs.images, batch)
     targeted = request.method == "lbfgs"

@@ -35,3 +35,15 @@ def imagenet_files_and_labels(folder: Path):
   rows = (folder / "classes.tsv").read_text().splitlines()[1:]
   index = {row.split("\t")[1]: i for i, row in enumerate(rows)}
   return files, np.array([index[f.name.split("_")[0]] for f in files])
+
+
+def batches_of(images, batch_size: int):
+  """Padded batches of images with ids (as a stream yields them)."""
+  for start in range(0, len(images), batch_size):
+    chunk = images[start:start + batch_size]
+    pad = batch_size - len(chunk)
+    yield {"image": np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.float32)]),
+           "mask": np.arange(batch_size) < len(chunk),
+           "id": np.concatenate([np.arange(start, start + len(chunk)), np.full(pad, -1)]
+                                ).astype(np.int32),
+           "label": np.full(batch_size, -1, np.int32)}

@@ -28,6 +28,7 @@ from cnn_vis.models.geometry import ReceptiveField
 from cnn_vis.techniques import dataset_pass, patches
 from cnn_vis.techniques import gradients as G
 from cnn_vis.train import parallel
+from conftest import batches_of
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 8
@@ -60,18 +61,6 @@ def toy_images(count: int, seed: int = 0) -> np.ndarray:
             / 8.0).astype(np.float32)
   images[count // 2] = images[0]   # exact duplicates
   return images
-
-
-def batches_of(images, batch_size: int):
-  """Padded batches of images with ids (as a stream yields them)."""
-  for start in range(0, len(images), batch_size):
-    chunk = images[start:start + batch_size]
-    pad = batch_size - len(chunk)
-    yield {"image": np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.float32)]),
-           "mask": np.arange(batch_size) < len(chunk),
-           "id": np.concatenate([np.arange(start, start + len(chunk)), np.full(pad, -1)]
-                                ).astype(np.int32),
-           "label": np.full(batch_size, -1, np.int32)}
 
 
 def _iou(a, b) -> float:

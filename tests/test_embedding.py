@@ -14,6 +14,7 @@ from cnn_vis import main
 from cnn_vis.errors import UserError
 from cnn_vis.techniques import embedding
 from configs import karpathy14_tsne, krizhevsky12_neighbours
+from conftest import batches_of
 
 
 @pytest.mark.parametrize("count,exact_limit", [(7, 100), (50, 100), (50, 10), (300, 10)])
@@ -70,17 +71,6 @@ class Linear:
     return codes, {"codes": codes}
 
 
-def _batches(images, batch_size):
-  for start in range(0, len(images), batch_size):
-    chunk = images[start:start + batch_size]
-    pad = batch_size - len(chunk)
-    yield {"image": np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.float32)]),
-           "mask": np.arange(batch_size) < len(chunk),
-           "id": np.concatenate([np.arange(start, start + len(chunk)), np.full(pad, -1)]
-                                ).astype(np.int32),
-           "label": np.full(batch_size, -1, np.int32)}
-
-
 @pytest.mark.parametrize("batch_size", [1, 7])
 def test_streaming_neighbours_equal_brute_force(batch_size):
   rng = np.random.default_rng(1)
@@ -90,7 +80,7 @@ def test_streaming_neighbours_equal_brute_force(batch_size):
   queries = rng.normal(size=(4, 5)).astype(np.float32) + codes[[3, 9, 9, 20]]
   seen = []
   found, result = embedding.codes_pass(
-      Linear(), variables, _batches(images, batch_size), "codes", queries=queries, k=6,
+      Linear(), variables, batches_of(images, batch_size), "codes", queries=queries, k=6,
       thumb=8, collect=lambda outputs, mask: seen.append((outputs, mask)))
   assert result.images == 30
   distances = np.linalg.norm(queries[:, None] - codes[None], axis=-1)
