@@ -55,6 +55,7 @@ def minimal_config(method: str, arg=None) -> ml_collections.ConfigDict:
   config.candidates = 10         # the clean image's top-10 classes
   config.overshoot = 0.02
   config.max_iter = 50
+  config.boundary_rounds = 12   # ours: bisect r back to (1 + overshoot) x the boundary; 0: off
   # Szegedy et al. 2014's L-BFGS (the paper states none of these; ours)
   config.target = "random"       # random (not the clean class) | least_likely | a class index
   config.c_values = (0.1, 1.0, 10.0, 100.0)   # the c grid, in one vmapped render

@@ -189,16 +189,21 @@ def measure_saved(apply_fn, variables, paths, clean, names, labels, clean_top1, 
 def attack_summary(records, targets=None) -> dict:
   """clean_accuracy and adversarial_accuracy against the labels (the clean prediction where the
   label is unknown), success_rate (untargeted: the prediction changed; targeted: it became the
-  target) and the mean norms of the saved perturbations."""
+  target), the mean norms of the saved perturbations, and error_confidence: the mean top-1
+  probability on the adversarial images the model gets wrong (Goodfellow et al. 2015 §4: 79.3%
+  for softmax regression at eps 0.25 on MNIST; NaN when none is wrong)."""
   label = np.array([r["label"] if r["label"] >= 0 else r["clean_top1"] for r in records])
   clean = np.array([r["clean_top1"] for r in records])
   adv = np.array([r["adv_top1"] for r in records])
   success = adv == np.asarray(targets) if targets is not None else adv != clean
   mean = lambda key: float(np.mean([r[key] for r in records]))
+  wrong = adv != label
+  confidence = np.array([r["adv_prob"] for r in records])
   return {"clean_accuracy": float(np.mean(clean == label)),
           "adversarial_accuracy": float(np.mean(adv == label)),
           "success_rate": float(np.mean(success)), "mean_linf": mean("linf"),
-          "mean_l2": mean("l2"), "mean_rho": mean("rho")}
+          "mean_l2": mean("l2"), "mean_rho": mean("rho"),
+          "error_confidence": float(confidence[wrong].mean()) if wrong.any() else float("nan")}
 
 
 # Figures that do not depend on the setting: one value even in a sweep's summary.

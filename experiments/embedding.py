@@ -108,7 +108,7 @@ def _tsne_outputs(config, request: Request, out, codes, labels, thumbs) -> tuple
                                  if len(codes) > 2 * k else float("nan")),
              f"knn{k}_accuracy_2d": embedding.knn_accuracy(points, labels, k),
              f"knn{k}_accuracy_codes": embedding.knn_accuracy(codes, labels, k)}
-  names = request.spec.class_names
+  names = request.stream.class_names or request.spec.class_names
   draw.scatter_plot(out / "tsne_scatter.png", points, labels, names,
                     title=f"t-SNE of {request.layer} codes ({len(points)} images)")
   report.save_image(out / "tsne_images.png", draw.place_images(points, thumbs, config.canvas))

@@ -2,7 +2,7 @@
 et al. 2016) or Szegedy et al. 2014's box-constrained L-BFGS, on an image folder or a dataset.
 
 config.method: deepfool (untargeted: away from the clean prediction; candidates, overshoot,
-max_iter) | lbfgs (towards config.target: random, least_likely or a class index; c_values,
+max_iter, boundary_rounds) | lbfgs (towards config.target: random, least_likely or a class index; c_values,
 c_rounds, steps, box). Per image the continuous perturbation r is the method's result; the saved
 8-bit image is x + t r rounded, t the first factor of a ladder from 1 at which the rounded image
 still fools (minimal_perturbation.round_adversarial), and adversarial.jsonl's linf, l2 and rho
@@ -47,7 +47,10 @@ def parse(config) -> Request:
   spec = models.get_spec(config.model)
   M.check_positive_int("candidates", config.candidates)
   M.check_positive_int("max_iter", config.max_iter)
-  check(config.overshoot >= 0, f"overshoot must be >= 0, got {config.overshoot}")
+  check(np.isfinite(config.overshoot) and config.overshoot >= 0,
+        f"overshoot must be a finite number >= 0, got {config.overshoot}")
+  check(config.boundary_rounds >= 0 and int(config.boundary_rounds) == config.boundary_rounds,
+        f"boundary_rounds must be a whole number >= 0, got {config.boundary_rounds!r}")
   M.check_positive_int("steps", config.steps)
   choose("box constraint", config.box, M.BOXES)
   target = str(config.target)
@@ -107,7 +110,8 @@ def run(config, workdir):
       else:
         result = in_batches(lambda x: M.deepfool(
             apply_fn, variables, x, candidates=config.candidates, overshoot=config.overshoot,
-            max_iter=config.max_iter, loop=config.loop), (inputs.images,), batch)
+            max_iter=config.max_iter, boundary_rounds=int(config.boundary_rounds),
+            loop=config.loop), (inputs.images,), batch)
         goal = result.clean
     extras = {**continuous_figures(inputs.images, result.perturbations), **result.extras}
     summary = {}

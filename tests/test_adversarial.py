@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from cnn_vis import loader, main
+from cnn_vis.data import images as image_io
 from cnn_vis.errors import UserError
 from cnn_vis.techniques import adversarial as A
 from cnn_vis.techniques import foolbox_reference
 from cnn_vis.techniques import minimal_perturbation as M
+from conftest import imagenet_files_and_labels
 
 SLIDE_X = [2, -1, 3, -2, 2, 2, 1, -4, 5, 1]
 SLIDE_W = [-1, -1, 1, -1, 1, -1, 1, 1, -1, 1]
@@ -136,6 +138,29 @@ def test_adversarial_accuracy_matches_foolbox_within_2_points(net, linear, metho
     assert min(accuracy) < 1.0   # the attack does something
 
 
+@pytest.mark.slow  # the pretrained SqueezeNet, 20 images, ours and foolbox's FGSM and PGD-5
+def test_adversarial_accuracy_matches_foolbox_on_pretrained_weights(imagenet_samples):
+  """The same check on the published ImageNet weights and 20 of the ImageNet samples, with their
+  true labels: 2 points of 20 images is one image, so the accuracies must be equal."""
+  fn, variables, spec = loader.load("squeezenet1_1", pretrained=True)
+  files, labels = imagenet_files_and_labels(imagenet_samples)
+  images = np.stack([image_io.model_input(str(f), spec.input_size, spec.resize)[1]
+                     for f in files[:20]])
+  labels = labels[:20]
+  eps = np.asarray([2 / 255], np.float32)
+  for method, steps, step_size in (("fgsm", 1, eps), ("pgd", 5, 2.5 * eps / 5)):
+    spec_ = A.Attack("linf", random_start=method == "pgd")
+    ours = A.attack(fn, variables, images, labels, eps, spec=spec_, steps=np.asarray([steps]),
+                    step_size=step_size, key=jax.random.PRNGKey(0))
+    accuracy = _accuracy(fn, variables, A.quantize(ours.images[0], images, eps[0], "linf"), labels)
+    starts = np.asarray(A.random_starts(spec_, jax.random.PRNGKey(0), jnp.asarray(images),
+                                        jnp.asarray(eps))) if spec_.random_start else None
+    theirs = foolbox_reference.accuracies(fn, variables, images, labels, method, eps,
+                                          np.asarray([steps]), step_size, spec_, starts=starts)
+    assert accuracy == theirs[0], (method, accuracy, theirs)
+    assert accuracy < _accuracy(fn, variables, images, labels)   # the attack does something
+
+
 def test_deepfool_fools_every_image_just_past_the_boundary_like_foolbox(net, linear):
   for fn, variables, images, _ in (net, linear):
     result = M.deepfool(fn, variables, images[:24])
@@ -149,6 +174,23 @@ def test_deepfool_fools_every_image_just_past_the_boundary_like_foolbox(net, lin
     assert abs(ours / theirs - 1) <= 0.10, (ours, theirs)
   # a linear model is crossed in one step, exactly (1 + overshoot) past its boundary
   assert set(result.extras["iterations"].tolist()) == {1}
+
+
+def test_deepfool_boundary_search_shortens_r_to_the_overshoot_past_the_boundary(net):
+  """The paper's r (boundary_rounds=0), shortened along itself to (1 + overshoot) x the
+  bisected boundary: never longer, fooled at r, and back to the clean class once r is cut
+  below the boundary (1 / (1.02 x 1.002) of it: the overshoot and the bisection's tolerance)."""
+  fn, variables, images, _ = net
+  paper = M.deepfool(fn, variables, images[:24], boundary_rounds=0)
+  ours = M.deepfool(fn, variables, images[:24])
+  scale = ours.extras["boundary_scale"]
+  assert np.all(scale <= 1) and np.all(scale > 0.5)
+  np.testing.assert_allclose(ours.perturbations, scale[:, None, None, None] * paper.perturbations,
+                             atol=1e-6)
+  at_r, below = M.boundary_check(fn, variables, images[:24], ours.perturbations, ours.clean,
+                                 factor=1 / (1.02 * 1.002))
+  assert at_r.all() and not below.any()
+  np.testing.assert_array_equal(paper.extras["boundary_scale"], 1.0)
 
 
 def test_deepfool_scan_loop_equals_the_dispatch_loop(net):
@@ -200,7 +242,8 @@ def test_the_host_loops_show_progress_on_a_terminal_only(net, capsys, monkeypatc
   attack = _CountingBar.bars[-1]
   assert (attack.desc, attack.unit, attack.n, attack.total) == ("attack 3 steps", "step", 3, 3)
   result = M.deepfool(fn, variables, images[:4], max_iter=3)
-  deepfool = _CountingBar.bars[-1]
+  deepfool, boundary = _CountingBar.bars[-2:]
+  assert (boundary.desc, boundary.n) == ("DeepFool boundary", 12)   # then the boundary search
   assert deepfool.desc == "DeepFool 4 images" and deepfool.total == 3
   assert deepfool.n == int(result.extras["iterations"].max())
   assert deepfool.postfix["fooled"] == f"{int(result.fooled.sum())}/4"

@@ -20,10 +20,14 @@ import pytest
 from PIL import Image
 
 from cnn_vis import loader, main, models
+from cnn_vis.data import stream as stream_lib
+from cnn_vis.report import draw
 from cnn_vis.errors import UserError
 from cnn_vis.train import checkpoint, ensemble, optim, parallel, steps
 from cnn_vis.train import loop as train
-from configs import alexnet_cifar10, predict
+from configs import (alexnet_cifar10, girshick14_top_patches, karpathy14_tsne,
+                     krizhevsky12_filters, krizhevsky12_neighbours, predict,
+                     yosinski15_activations)
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = 10
@@ -115,6 +119,68 @@ def test_checkpoint_loads_into_models_and_techniques_by_path(trained, tmp_path):
   config.checkpoint = str(trained)
   records = main.run(config, str(tmp_path / "predict"))
   assert len(records) == 2 and len(records[0]["top5"]) == 5
+
+
+def _view_on_checkpoint(module, trained, image_folder, **fields):
+  """A dataset view's `:cifar` config reading the trained run by path, over the tiny folder's
+  test split through tfds (dataset image_folder) instead of CIFAR-10."""
+  config = module.get_config("cifar")
+  config.model_kwargs = {}
+  config.update(checkpoint=str(trained), manual_dir=str(image_folder), batch_size=4, **fields)
+  if "dataset" in config:
+    config.dataset = "image_folder"
+  return config
+
+
+def test_dataset_views_read_a_trained_checkpoint(trained, image_folder, tmp_path, monkeypatch):
+  """The dataset views (issue: 'each working on a trained checkpoint') on the run's weights: the
+  top patches' activations are the checkpoint network's own, the filters grid shows its conv1."""
+  apply_fn, variables, _ = loader.load("alexnet_cifar", checkpoint=str(trained))
+  config = _view_on_checkpoint(girshick14_top_patches, trained, image_folder, split="test",
+                               layers="conv5", k=2, show_units=2)
+  summary = main.run(config, str(tmp_path / "patches"))
+  assert summary["receptive_field"]["layer"] == "conv5"
+  line = json.loads((tmp_path / "patches" / "top_patches.jsonl").read_text().splitlines()[0])
+  best = line["patches"][0]
+  test_images = sorted((image_folder / "test").rglob("*.jpg"))
+  assert len(test_images) == 20 and best["source"].startswith("test:")
+  # The streamed activation equals the checkpoint network's spatial max on that image.
+  stream = stream_lib.from_split("image_folder", "test", image_size=32, resize=None,
+                                 manual_dir=str(image_folder))
+  image = stream.fetch(np.asarray([int(best["source"].split(":")[1])]))
+  layer, channel = line["unit"].split(":")
+  acts = apply_fn(variables, jnp.asarray(image, jnp.float32))[1][layer]
+  np.testing.assert_allclose(best["activation"], float(acts[0, ..., int(channel)].max()),
+                             rtol=1e-4, atol=1e-5)
+
+  config = _view_on_checkpoint(karpathy14_tsne, trained, image_folder, split="test",
+                               perplexity=3.0, tsne_iterations=50, canvas=128, thumb=16)
+  legends = []
+  scatter = draw.scatter_plot
+  monkeypatch.setattr(draw, "scatter_plot", lambda path, points, labels, class_names=(), **kw: (
+      legends.append(tuple(class_names)), scatter(path, points, labels, class_names, **kw))[1])
+  summary = main.run(config, str(tmp_path / "tsne"))
+  # the legend names the dataset's labels (the folders), not the model's CIFAR-10 classes
+  assert legends == [tuple(f"class{c}" for c in range(CLASSES))]
+  codes = np.load(tmp_path / "tsne" / "codes.npy")
+  assert codes.shape == (20, 16) and np.isfinite(codes).all()
+  assert sorted(np.load(tmp_path / "tsne" / "labels.npy").tolist()) == sorted(list(range(10)) * 2)
+  assert 0.0 <= summary["knn10_accuracy_2d"] <= 1.0
+
+  config = _view_on_checkpoint(krizhevsky12_neighbours, trained, image_folder, split="train",
+                               query_split="test[:2]", neighbours=3)
+  main.run(config, str(tmp_path / "neighbours"))
+  lines = (tmp_path / "neighbours" / "neighbours.jsonl").read_text().splitlines()
+  assert len(lines) == 2 and all(len(json.loads(l)["neighbours"]) == 3 for l in lines)
+
+  config = _view_on_checkpoint(yosinski15_activations, trained, image_folder, split="test[:1]",
+                               layer="conv1")
+  main.run(config, str(tmp_path / "maps"))
+  assert (tmp_path / "maps" / "report.html").exists()
+
+  config = _view_on_checkpoint(krizhevsky12_filters, trained, image_folder)
+  main.run(config, str(tmp_path / "filters"))
+  assert (tmp_path / "filters" / "report.html").exists()
 
 
 def test_rerun_with_another_network_in_the_same_workdir_is_refused(trained, image_folder):

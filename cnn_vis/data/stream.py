@@ -71,6 +71,12 @@ class SplitStream:
   def description(self) -> str:
     return f"{self.dataset} {self.split}"
 
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    """The names of the dataset's labels (not the model's classes: CIFAR-10 through an
+    ImageNet net is still airplane .. truck)."""
+    return data.info(self.dataset, data_dir=self.data_dir, manual_dir=self.manual_dir).class_names
+
   def batches(self, batch_size: int, process_index=None, process_count=None) -> Iterator[dict]:
     for batch in data.load(self.dataset, self.split, batch_size=batch_size, train=False,
                            data_dir=self.data_dir, manual_dir=self.manual_dir,
@@ -114,6 +120,9 @@ class FileStream:
   @property
   def num_examples(self) -> int:
     return len(self.sources)
+
+  # Files carry no label names: labels read from ImageNet file names are the model's classes.
+  class_names = ()
 
   @property
   def description(self) -> str:
