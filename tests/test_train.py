@@ -126,9 +126,8 @@ def _view_on_checkpoint(module, trained, image_folder, **fields):
   test split through tfds (dataset image_folder) instead of CIFAR-10."""
   config = module.get_config("cifar")
   config.model_kwargs = {}
-  config.update(checkpoint=str(trained), manual_dir=str(image_folder), batch_size=4, **fields)
-  if "dataset" in config:
-    config.dataset = "image_folder"
+  config.update(checkpoint=str(trained), dataset="image_folder", manual_dir=str(image_folder),
+                batch_size=4, **fields)
   return config
 
 
