@@ -36,17 +36,16 @@ class Request:
   size: int
 
 
+def cppn_settings(config) -> dict:
+  """fooling.evolve's CPPN and strategy keywords from the config."""
+  return dict(strategy=config.strategy, population=config.population, std=config.es_std,
+              lr=config.es_lr, hidden=tuple(config.cppn_hidden),
+              weight_std=config.cppn_weight_std, scale=config.cppn_scale)
+
+
 def parse(config, apply_fn, variables, spec) -> Request:
   choose("method", config.method, METHODS)
   size = spec.input_size
-  table = models.layer_table(apply_fn, variables, (1, size, size, 3), spec.class_names)
-  if str(config.classes) == "screen":
-    classes = fooling.screen_classes(apply_fn, variables, size=size, key=X.key(config),
-                                     hidden=tuple(config.cppn_hidden),
-                                     weight_std=config.cppn_weight_std, scale=config.cppn_scale)
-    classes = [int(c) for c in classes]
-  else:
-    classes = class_model_experiment.parse_classes(config.classes, table)
   decay = _optimize.values(config, "decay", 0.0)
   check(config.method == "gradient" or len(decay) == 1,
         "decay sweeps are for method gradient; the cppn method has no decay")
@@ -56,6 +55,13 @@ def parse(config, apply_fn, variables, spec) -> Request:
     fooling.check_evolution(config.strategy, config.population, config.generations,
                             config.es_std, config.es_lr, config.cppn_hidden)
   X.check_transfer_model(config.transfer_model, spec)
+  if str(config.classes) == "screen":   # last: it evolves for minutes
+    classes = [int(c) for c in fooling.screen_classes(
+        apply_fn, variables, size=size, key=X.key(config), count=config.screen_count,
+        generations=config.screen_generations, **cppn_settings(config))]
+  else:
+    table = models.layer_table(apply_fn, variables, (1, size, size, 3), spec.class_names)
+    classes = class_model_experiment.parse_classes(config.classes, table)
   labels = None if len(decay) == 1 else [runs.safe_name(f"decay{d:g}") for d in decay]
   return Request(config.method, classes, decay, labels, size)
 
@@ -77,9 +83,7 @@ def run_gradient(config, request: Request, apply_fn, variables):
 def run_cppn(config, request: Request, apply_fn, variables):
   evolution = fooling.evolve(
       apply_fn, variables, np.array(request.classes), size=request.size, key=X.key(config),
-      strategy=config.strategy, population=config.population, generations=config.generations,
-      std=config.es_std, lr=config.es_lr, hidden=tuple(config.cppn_hidden),
-      weight_std=config.cppn_weight_std, scale=config.cppn_scale)
+      generations=config.generations, **cppn_settings(config))
   return np.asarray(evolution.images)[None], np.asarray(evolution.best_log_prob)[None]
 
 

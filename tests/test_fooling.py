@@ -91,6 +91,25 @@ def test_openai_es_runs_too(linear):
   assert np.all(np.isfinite(np.asarray(evolution.best_log_prob)))
 
 
+def test_screening_ranks_random_cppn_draws_then_short_evolutions(linear):
+  fn, variables = linear
+  key, cppn = jax.random.PRNGKey(3), fooling.CPPN((6,))
+  drawn = fooling.screen_classes(fn, variables, size=32, key=key, count=10, samples=8,
+                                 generations=0, hidden=(6,))
+  images = jnp.stack([fooling.cppn_image(cppn, cppn.init(k, fooling.coordinates(2))["params"], 32)
+                      for k in jax.random.split(key, 8)])
+  best = np.asarray(M.predictions(fn, variables, images)[1]).max(axis=0)   # per class
+  np.testing.assert_array_equal(drawn, np.argsort(-best, kind="stable"))
+  chosen = fooling.screen_classes(fn, variables, size=32, key=key, count=2, samples=8, pool=4,
+                                  generations=3, hidden=(6,), population=4)
+  evolution = fooling.evolve(fn, variables, drawn[:4], size=32, key=jax.random.fold_in(key, 1),
+                             generations=3, hidden=(6,), population=4)
+  reached = np.asarray(evolution.best_log_prob[:, -1])
+  np.testing.assert_array_equal(chosen, drawn[:4][np.argsort(-reached)[:2]])
+  with pytest.raises(UserError, match="screen pool must be a whole number >= 1, got 0"):
+    fooling.screen_classes(fn, variables, size=32, key=key, pool=0)
+
+
 def _config(arg="smoke", **overrides):
   config = importlib.import_module("configs.nguyen15_fooling").get_config(arg)
   config.update(overrides)
@@ -113,12 +132,22 @@ def test_the_experiment_writes_one_png_per_class_measured_on_the_file(method, tm
   assert (tmp_path / "progress.png").is_file() and (tmp_path / "fooling.png").is_file()
 
 
+def test_the_experiment_screens_its_classes_when_asked(tmp_path):
+  summary = main.run(_config(method="cppn", classes="screen", screen_count=3,
+                             screen_generations=2), str(tmp_path))
+  records = [json.loads(line) for line in (tmp_path / "fooling.jsonl").read_text().splitlines()]
+  assert len({r["class"] for r in records}) == 3 == len(summary["classes"])
+  assert sorted(p.name for p in (tmp_path / "fooling").iterdir()) == sorted(
+      f"{r['class']}.png" for r in records)
+
+
 @pytest.mark.parametrize("overrides,match", [
     ({"classes": "10"}, "class 10 out of range"),
     ({"classes": "zebra"}, "unknown class 'zebra'"),
     ({"method": "cppn", "strategy": "ga"}, "unknown evolution strategy 'ga'"),
     ({"method": "cppn", "strategy": "open_es", "population": 5}, "even population"),
     ({"method": "cppn", "generations": 0}, "generations must be a whole number >= 1"),
+    ({"classes": "screen", "screen_generations": -1}, "screen generations must be a whole"),
     ({"method": "dream"}, "unknown method 'dream'"),
     ({"transfer_model": "alexnet_cifar"}, "has no pretrained weights")])
 def test_bad_input_is_a_one_line_error_and_writes_nothing(overrides, match, tmp_path):

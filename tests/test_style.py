@@ -350,7 +350,9 @@ def test_settings_in_one_vmapped_call_equal_separate_runs():
     one = style.make_weights(1, num_layers=2, style_weight=weights.style_weight[s],
                              tv_weight=weights.tv_weight[s])
     alone = style.transfer(TINY, TINY_VARIABLES, [content], [style_image], one, plan, key)
-    np.testing.assert_allclose(both.images[s], alone.images[0], atol=1e-5)
+    # float32: batched and single convolutions round differently (up to 2e-5 after 6 Adam
+    # steps, depending on the CPU); the settings themselves differ by > 1e-3 (below)
+    np.testing.assert_allclose(both.images[s], alone.images[0], atol=1e-4)
     for name in ("total_loss", "style_loss"):
       assert both.end[name][s] == pytest.approx(alone.end[name][0], rel=1e-4)
   assert not np.allclose(both.images[0], both.images[1], atol=1e-3)

@@ -117,10 +117,11 @@ class MinimalResult(NamedTuple):
   extras: dict              # per-image figures of the method (iterations, c, ...)
 
 
-def _deepfool_update(apply_fn, variables, origin, candidates, overshoot, bounds, state):
+def _deepfool_update(apply_fn, variables, origin, candidates, overshoot, bounds, unit_chunk,
+                     state):
   """One DeepFool iteration for the images not yet fooled (Algorithm 2, lines 3-8)."""
   units = G.Units(candidates.T, -jnp.ones_like(candidates.T), -jnp.ones_like(candidates.T))
-  attribution = G.gradients(apply_fn, variables, state.x, units)
+  attribution = G.gradients(apply_fn, variables, state.x, units, unit_chunk=unit_chunk)
   grads, scores = attribution.values, attribution.scores      # (K, N, ...), (K, N)
   w = grads[1:] - grads[:1]
   f = scores[1:] - scores[:1]
@@ -139,18 +140,21 @@ def _deepfool_update(apply_fn, variables, origin, candidates, overshoot, bounds,
                        state.iterations + (~state.done).astype(jnp.int32))
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "bounds"))
-def deepfool_step(apply_fn, variables, origin, candidates, overshoot, state, bounds=None):
+@functools.partial(jax.jit, static_argnames=("apply_fn", "bounds", "unit_chunk"))
+def deepfool_step(apply_fn, variables, origin, candidates, overshoot, state, bounds=None,
+                  unit_chunk=None):
   """One iteration, compiled once (the CPU dispatch loop)."""
-  return _deepfool_update(apply_fn, variables, origin, candidates, overshoot, bounds, state)
+  return _deepfool_update(apply_fn, variables, origin, candidates, overshoot, bounds, unit_chunk,
+                          state)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "bounds", "max_iter"))
-def deepfool_scan(apply_fn, variables, origin, candidates, overshoot, state, bounds, max_iter):
+@functools.partial(jax.jit, static_argnames=("apply_fn", "bounds", "max_iter", "unit_chunk"))
+def deepfool_scan(apply_fn, variables, origin, candidates, overshoot, state, bounds, max_iter,
+                  unit_chunk=None):
   """Every iteration in ONE compiled call (lax.while_loop until all flipped or max_iter)."""
   cond = lambda s: (jnp.max(s.iterations) < max_iter) & ~jnp.all(s.done)
   update = functools.partial(_deepfool_update, apply_fn, variables, origin, candidates, overshoot,
-                             bounds)
+                             bounds, unit_chunk)
   return jax.lax.while_loop(cond, update, state)
 
 
@@ -180,13 +184,18 @@ def deepfool(apply_fn, variables, images, *, candidates: int = 10, overshoot: fl
                         jnp.zeros(len(images), jnp.int32))
   bounds = None if bounds is None else tuple(float(b) for b in bounds)
   overshoot = jnp.float32(overshoot)
+  # the candidates' backward passes: one at a time on CPU (2.4x faster there than vmapped,
+  # measured on EfficientNet-Lite0), all at once on accelerators
+  unit_chunk = 1 if jax.default_backend() == "cpu" else None
   if optimize.loop_mode(loop) == "scan":
-    state = deepfool_scan(apply_fn, variables, origin, top, overshoot, state, bounds, max_iter)
+    state = deepfool_scan(apply_fn, variables, origin, top, overshoot, state, bounds, max_iter,
+                          unit_chunk)
   else:
     with runs.progress(total=max_iter, desc=f"DeepFool {len(images)} images",
                        unit="iter") as bar:
       for _ in range(max_iter):
-        state = deepfool_step(apply_fn, variables, origin, top, overshoot, state, bounds=bounds)
+        state = deepfool_step(apply_fn, variables, origin, top, overshoot, state, bounds=bounds,
+                              unit_chunk=unit_chunk)
         done = np.asarray(state.done)    # the loop's own stopping test reads it anyway
         bar.set_postfix(fooled=f"{int(done.sum())}/{len(done)}", refresh=False)
         bar.update(1)
