@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from cnn_vis import models, report, runs
-from cnn_vis.errors import check, choose
+from cnn_vis.errors import check, choose, whole_number
 from cnn_vis.techniques import adversarial as A
 from cnn_vis.techniques import classify, foolbox_reference
 from cnn_vis.techniques import minimal_perturbation as M
@@ -45,13 +45,12 @@ def parse(config) -> Request:
   """Everything checked and the inputs read; nothing written."""
   choose("method", config.method, METHODS)
   spec = models.get_spec(config.model)
-  M.check_positive_int("candidates", config.candidates)
-  M.check_positive_int("max_iter", config.max_iter)
+  whole_number("candidates", config.candidates)
+  whole_number("max_iter", config.max_iter)
   check(np.isfinite(config.overshoot) and config.overshoot >= 0,
         f"overshoot must be a finite number >= 0, got {config.overshoot}")
-  check(config.boundary_rounds >= 0 and int(config.boundary_rounds) == config.boundary_rounds,
-        f"boundary_rounds must be a whole number >= 0, got {config.boundary_rounds!r}")
-  M.check_positive_int("steps", config.steps)
+  whole_number("boundary_rounds", config.boundary_rounds, least=0)
+  whole_number("steps", config.steps)
   choose("box constraint", config.box, M.BOXES)
   target = str(config.target)
   check(target in ("random", "least_likely") or target.lstrip("-").isdigit(),

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnn_vis.errors import check, choose
+from cnn_vis.errors import check, choose, whole_number
 from cnn_vis.techniques import class_model, optimize
 from cnn_vis.techniques.objectives import ClassLogProbability
 
@@ -136,19 +136,19 @@ def screen_classes(apply_fn, variables, *, size: int, key, count: int = 10, samp
   all 1,000 classes at once, the paper's MAP-Elites finds its confident classes the same way.
   generations=0 keeps the first stage's ranking alone.
   """
-  for name, value, least in (("count", count, 1), ("samples", samples, 1), ("pool", pool, 1),
-                             ("generations", generations, 0)):
-    check(float(value) == int(value) and int(value) >= least,
-          f"screen {name} must be a whole number >= {least}, got {value!r}")
+  count = whole_number("screen count", count)
+  samples = whole_number("screen samples", samples)
+  pool = whole_number("screen pool", pool)
+  generations = whole_number("screen generations", generations, least=0)
   cppn = CPPN(tuple(hidden), float(weight_std), float(scale))
-  log_p = _random_cppn_log_probs(apply_fn, variables, key, size=int(size), samples=int(samples),
+  log_p = _random_cppn_log_probs(apply_fn, variables, key, size=int(size), samples=samples,
                                  cppn=cppn)
   ranked = np.argsort(-np.asarray(log_p).max(axis=0)).astype(np.int32)
   if generations == 0:
     return ranked[:count]
-  candidates = ranked[:max(int(pool), count)]
+  candidates = ranked[:max(pool, count)]
   evolution = evolve(apply_fn, variables, candidates, size=size, key=jax.random.fold_in(key, 1),
-                     generations=int(generations), hidden=hidden, weight_std=weight_std,
+                     generations=generations, hidden=hidden, weight_std=weight_std,
                      scale=scale, **strategy)
   reached = np.asarray(evolution.best_log_prob[:, -1])
   return candidates[np.argsort(-reached, kind="stable")[:count]]
@@ -212,9 +212,8 @@ def evolve_jit(apply_fn, variables, classes, keys, search, *, cppn, strategy, po
 def check_evolution(strategy: str, population, generations, std, lr, hidden) -> tuple:
   """One-line UserErrors for bad evolution settings; returns hidden as a tuple of ints."""
   choose("evolution strategy", strategy, STRATEGIES)
-  for name, value in (("population", population), ("generations", generations)):
-    check(float(value) == int(value) and int(value) >= 1,
-          f"{name} must be a whole number >= 1, got {value!r}")
+  whole_number("population", population)
+  whole_number("generations", generations)
   check(strategy != "open_es" or int(population) % 2 == 0,
         f"open_es needs an even population (antithetic pairs), got {population}")
   check(std > 0 and lr > 0, f"std and lr must be > 0, got {std} and {lr}")

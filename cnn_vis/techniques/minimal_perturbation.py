@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_vis import runs
-from cnn_vis.errors import check, choose
+from cnn_vis.errors import check, choose, whole_number
 from cnn_vis.techniques import adversarial as A
 from cnn_vis.techniques import gradients as G
 from cnn_vis.techniques import optimize
@@ -158,12 +158,6 @@ def deepfool_scan(apply_fn, variables, origin, candidates, overshoot, state, bou
   return jax.lax.while_loop(cond, update, state)
 
 
-def check_positive_int(name: str, value) -> int:
-  check(float(value) == int(value) and int(value) >= 1, f"{name} must be a whole number >= 1, "
-                                                        f"got {value!r}")
-  return int(value)
-
-
 def deepfool(apply_fn, variables, images, *, candidates: int = 10, overshoot: float = 0.02,
              max_iter: int = 50, boundary_rounds: int = 12, bounds=A.PIXEL_BOUNDS,
              loop: str = "auto") -> MinimalResult:
@@ -171,12 +165,11 @@ def deepfool(apply_fn, variables, images, *, candidates: int = 10, overshoot: fl
   boundary_scale (N,), the factor the boundary search shortened r by (1: kept; see the module
   docstring; boundary_rounds 0 keeps the paper's r as it is)."""
   images = A.check_inputs(images)
-  max_iter = check_positive_int("max_iter", max_iter)
-  boundary_rounds = int(boundary_rounds)
-  check(boundary_rounds >= 0, f"boundary_rounds must be >= 0, got {boundary_rounds}")
+  max_iter = whole_number("max_iter", max_iter)
+  boundary_rounds = whole_number("boundary_rounds", boundary_rounds, least=0)
   check(np.isfinite(overshoot) and overshoot >= 0, f"overshoot must be >= 0, got {overshoot}")
   count = A.num_classes(apply_fn, variables, images.shape)
-  candidates = check_positive_int("candidates", candidates)
+  candidates = whole_number("candidates", candidates)
   check(2 <= candidates, f"candidates must be >= 2 (the clean class and another), got {candidates}")
   origin = jnp.asarray(images)
   top = top_classes(apply_fn, variables, origin, min(candidates, count))
@@ -249,7 +242,7 @@ def fgsm_minimal_eps(apply_fn, variables, images, labels, *, eps_max: float = 32
   labels = A.check_classes(apply_fn, variables, images, labels)
   choose("norm", norm, A.NORMS)
   eps_max = float(A.check_eps(eps_max)[0])
-  rounds = check_positive_int("rounds", rounds)
+  rounds = whole_number("rounds", rounds)
   bounds = None if bounds is None else tuple(float(b) for b in bounds)
   x, y = jnp.asarray(images), jnp.asarray(labels)
   direction = _fgsm_direction(apply_fn, variables, x, y, norm)
@@ -294,7 +287,7 @@ def lbfgs_attack(apply_fn, variables, images, targets, *, c_values=(0.1, 1.0, 10
   images = optimize.check_image(images)
   targets = A.check_classes(apply_fn, variables, images, targets, "target")
   choose("box constraint", box, BOXES)
-  steps = check_positive_int("steps", steps)
+  steps = whole_number("steps", steps)
   rounds = int(rounds)
   check(rounds >= 0, f"rounds must be >= 0, got {rounds}")
   grid = np.sort(np.asarray(c_values, np.float32).ravel())
